@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+
+/** A lowercase RFC 1123 label (or subdomain) of at most `max` characters. */
+export function dnsLabel(max: number, subdomain = false) {
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(new RegExp(subdomain ? DNS_SUBDOMAIN : DNS_LABEL), subdomain ? 'must be a DNS subdomain (lowercase letters, digits, - and .)' : 'must be a DNS label (lowercase letters, digits and -)');
+}
+
+/** The parts of ObjectMeta the engine reads; everything else passes through untouched. */
+export const objectMeta = z.looseObject({
+  name: z.string(),
+  namespace: z.string().optional(),
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  generation: z.number().optional(),
+  creationTimestamp: z.union([z.string(), z.date()]).optional(),
+  deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const conditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string(),
+  message: z.string(),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.number().int().optional(),
+});
+export type Condition = z.infer<typeof conditionSchema>;

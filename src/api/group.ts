@@ -1,0 +1,18 @@
+/** API group, version and the names shared by the CRDs, the controller and the HTTP API. */
+export const GROUP = 'ctf.challenge-engine.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const CHALLENGE_KIND = 'Challenge';
+export const CHALLENGE_PLURAL = 'challenges';
+export const SESSION_KIND = 'ChallengeSession';
+export const SESSION_PLURAL = 'challengesessions';
+
+/** RFC 3339 UTC instant after which the session is deleted. The only source of truth for expiry. */
+export const ANNOTATION_EXPIRES_AT = `${GROUP}/expires-at`;
+
+export const LABEL_SESSION = `${GROUP}/session`;
+export const LABEL_CHALLENGE = `${GROUP}/challenge`;
+export const LABEL_USER_HASH = `${GROUP}/user-hash`;
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'challenge-engine';

@@ -1,0 +1,5 @@
+export * from './group.js';
+export * from './duration.js';
+export * from './common.js';
+export * from './challenge.js';
+export * from './session.js';

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { API_VERSION, SESSION_KIND } from './group.js';
+import { conditionSchema, objectMeta } from './common.js';
+
+/**
+ * The ChallengeSession custom resource: one player's instance of one challenge. The spec is
+ * immutable (CEL rule in crds/challengesessions.yaml); the expiry lives in the
+ * ctf.challenge-engine.io/expires-at annotation so extending a session does not bump generation.
+ */
+
+/** Session names double as Service names, so they must be DNS-1035 labels, with room for suffixes. */
+export const SESSION_NAME_PATTERN = '^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$';
+export const USER_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$';
+
+export const PHASES = ['Pending', 'Provisioning', 'Running', 'Failed', 'Expired'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const sessionSpecSchema = z.strictObject({
+  challenge: z
+    .string()
+    .min(1)
+    .max(63)
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be the name of a Challenge (a DNS label)'),
+  user: z.string().regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit'),
+  team: z.string().regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-').optional(),
+});
+
+export const endpointSchema = z.object({
+  name: z.string(),
+  protocol: z.enum(['http', 'tcp']),
+  /** In-cluster DNS name of the session's Service. */
+  host: z.string(),
+  port: z.number().int(),
+  /** Player-facing host name when an external domain is configured. */
+  externalHost: z.string().optional(),
+  url: z.string().optional(),
+});
+
+export const sessionStatusSchema = z.object({
+  phase: z.enum(PHASES).optional(),
+  conditions: z.array(conditionSchema).optional(),
+  observedGeneration: z.number().int().optional(),
+  endpoints: z.array(endpointSchema).optional(),
+  message: z.string().optional(),
+  startedAt: z.string().optional(),
+  readyAt: z.string().optional(),
+  expiresAt: z.string().optional(),
+  solved: z.boolean().optional(),
+  solvedAt: z.string().optional(),
+});
+
+export const sessionSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(SESSION_KIND),
+  metadata: objectMeta,
+  spec: sessionSpecSchema,
+  status: sessionStatusSchema.optional(),
+});
+
+export type SessionSpec = z.infer<typeof sessionSpecSchema>;
+export type SessionStatus = z.infer<typeof sessionStatusSchema>;
+export type Endpoint = z.infer<typeof endpointSchema>;
+export type ChallengeSession = z.infer<typeof sessionSchema>;
