@@ -124,11 +124,28 @@ build_kwok() {
   CGO_ENABLED=0 GOBIN="$BIN_DIR" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
+# kwok's stock Stage objects ship in its module; the local cluster passes them to kwok --config.
+write_kwok_stages() {
+  local dir
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  local stage="$dir/kustomize/stage"
+  {
+    for f in "$stage"/node/fast/node-initialize.yaml "$stage"/node/heartbeat-with-lease/*.yaml \
+             "$stage"/pod/fast/pod-ready.yaml "$stage"/pod/fast/pod-complete.yaml "$stage"/pod/fast/pod-delete.yaml; do
+      [[ -f "$f" ]] || { log "kwok stage file missing: $f"; return 1; }
+      echo "---"
+      cat "$f"
+    done
+  } > "$BIN_DIR/kwok-stages.yaml.part"
+  mv "$BIN_DIR/kwok-stages.yaml.part" "$BIN_DIR/kwok-stages.yaml"
+}
+
 start=$(date +%s)
 need_kube=$(missing "${KUBE_BINS[@]}")
 [[ -n "$need_kube" ]] && build_kube $need_kube
 have etcd || build_etcd
 have kwok || build_kwok
+[[ -f "$BIN_DIR/kwok-stages.yaml" ]] || write_kwok_stages
 
 still=$(missing "${WANT[@]}")
 if [[ -n "$still" ]]; then
