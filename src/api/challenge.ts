@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { API_VERSION, CHALLENGE_KIND } from './group.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { objectMeta, DNS_LABEL, dnsLabel } from './common.js';
+import { isCidr } from './cidr.js';
 
 /**
  * The Challenge custom resource. This schema mirrors crds/challenges.yaml: the apiserver is the
@@ -20,10 +21,12 @@ const ABS_PATH_PATTERN = '^/[A-Za-z0-9._/-]*$';
 
 const port = z.number().int().min(1).max(65535);
 const quantity = z.string().regex(new RegExp(QUANTITY_PATTERN), 'must be a resource quantity such as 250m or 64Mi');
+// The pattern admits at most 18 characters; the explicit bound keeps the CRD's CEL cost estimate small.
 const duration = z
   .string()
-  .regex(new RegExp(DURATION_PATTERN), 'must be a duration such as 1h, 30m or 1h30m')
-  .refine((d) => d !== '', 'must not be empty');
+  .min(1, 'must not be empty')
+  .max(18)
+  .regex(new RegExp(DURATION_PATTERN), 'must be a duration such as 1h, 30m or 1h30m');
 
 export const resourceListSchema = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional() });
 export const resourcesSchema = z.strictObject({
@@ -109,9 +112,11 @@ export const lifetimeSchema = z
     extension: duration.default('30m'),
   })
   .superRefine((l, ctx) => {
-    const d = parseDuration(l.default) ?? 0;
-    const m = parseDuration(l.max) ?? 0;
-    const e = parseDuration(l.extension) ?? 0;
+    const d = parseDuration(l.default);
+    const m = parseDuration(l.max);
+    const e = parseDuration(l.extension);
+    // A malformed duration already has its own issue; comparing it as 0 would only add noise.
+    if (d === undefined || m === undefined || e === undefined) return;
     if (d < 60_000) ctx.addIssue({ code: 'custom', path: ['default'], message: 'default lifetime must be at least 1m' });
     if (m > 7 * 24 * 3600_000) ctx.addIssue({ code: 'custom', path: ['max'], message: 'maximum lifetime must be at most 168h' });
     if (d > m) ctx.addIssue({ code: 'custom', path: ['default'], message: 'default lifetime must not exceed the maximum lifetime' });
@@ -119,7 +124,11 @@ export const lifetimeSchema = z
   });
 
 export const egressRuleSchema = z.strictObject({
-  cidr: z.string().max(43).regex(new RegExp(CIDR_PATTERN), 'must be a CIDR such as 203.0.113.0/24'),
+  cidr: z
+    .string()
+    .max(43)
+    .regex(new RegExp(CIDR_PATTERN), 'must be a CIDR such as 203.0.113.0/24')
+    .refine(isCidr, 'must be a valid CIDR such as 203.0.113.0/24'),
   ports: z.array(z.strictObject({ port, protocol: z.enum(['TCP', 'UDP']).default('TCP') })).max(16).optional(),
 });
 
@@ -160,7 +169,8 @@ export const challengeSpecSchema = z
 export const challengeSchema = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(CHALLENGE_KIND),
-  metadata: objectMeta,
+  /** Sessions name their challenge in a DNS label and Pods carry it as a label value: at most 63 characters. */
+  metadata: objectMeta.extend({ name: dnsLabel(63) }),
   spec: challengeSpecSchema,
 });
 

@@ -25,12 +25,17 @@ export const objectMeta = z.looseObject({
   annotations: z.record(z.string(), z.string()).optional(),
 });
 
+/** The bounds of metav1.Condition, which the CRD's status schema carries too. */
+export const CONDITION_TYPE_PATTERN =
+  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$';
+export const CONDITION_REASON_PATTERN = '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$';
+
 export const conditionSchema = z.object({
-  type: z.string(),
+  type: z.string().max(316).regex(new RegExp(CONDITION_TYPE_PATTERN)),
   status: z.enum(['True', 'False', 'Unknown']),
-  reason: z.string(),
-  message: z.string(),
+  reason: z.string().min(1).max(1024).regex(new RegExp(CONDITION_REASON_PATTERN), 'must be CamelCase, such as PodReady'),
+  message: z.string().max(32768),
   lastTransitionTime: z.string(),
-  observedGeneration: z.number().int().optional(),
+  observedGeneration: z.number().int().min(0).optional(),
 });
 export type Condition = z.infer<typeof conditionSchema>;

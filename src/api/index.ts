@@ -3,3 +3,4 @@ export * from './duration.js';
 export * from './common.js';
 export * from './challenge.js';
 export * from './session.js';
+export * from './cidr.js';

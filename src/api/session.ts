@@ -21,8 +21,8 @@ export const sessionSpecSchema = z.strictObject({
     .min(1)
     .max(63)
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be the name of a Challenge (a DNS label)'),
-  user: z.string().regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit'),
-  team: z.string().regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-').optional(),
+  user: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit'),
+  team: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-').optional(),
 });
 
 export const endpointSchema = z.object({
@@ -52,7 +52,11 @@ export const sessionStatusSchema = z.object({
 export const sessionSchema = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(SESSION_KIND),
-  metadata: objectMeta,
+  metadata: objectMeta.extend({
+    name: z
+      .string()
+      .regex(new RegExp(SESSION_NAME_PATTERN), 'must start with a letter, contain only lowercase letters, digits and -, and be at most 52 characters'),
+  }),
   spec: sessionSpecSchema,
   status: sessionStatusSchema.optional(),
 });

@@ -1,0 +1,116 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * The engine's configuration, parsed once from the environment. Every bad or missing value is
+ * reported by name in one error, so a misconfigured deployment fails at start with a clear message.
+ */
+
+const selector = z
+  .string()
+  .regex(/^([A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)(,[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)*$/, 'must be key=value[,key=value...]');
+
+function parseSelector(s: string | undefined): Record<string, string> | undefined {
+  if (!s) return undefined;
+  return Object.fromEntries(s.split(',').map((kv) => kv.split('=', 2) as [string, string]));
+}
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const secretName = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Secret name, or literal:<key> in development');
+
+const envSchema = z.object({
+  KUBECONFIG: z.string().optional(),
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  CTF_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').default('ctf'),
+  CTF_ENGINE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').optional(),
+  CTF_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  CTF_FLAG_SECRET: z.union([z.string().regex(/^literal:.{16,}$/, 'a literal key needs at least 16 characters'), secretName]),
+  CTF_FLAG_SECRET_KEY: z.string().default('flag-key'),
+  CTF_EXTERNAL_DOMAIN: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name').optional(),
+  CTF_CLUSTER_DOMAIN: z.string().default('cluster.local'),
+  CTF_ENTRY_NAMESPACE_SELECTOR: selector.optional(),
+  CTF_ENTRY_POD_SELECTOR: selector.optional(),
+  CTF_EXTRA_FORBIDDEN_CIDRS: z.string().optional(),
+  CTF_MAX_SESSIONS_PER_USER: int(1, 100).default(3),
+  CTF_RECONCILE_CONCURRENCY: int(1, 256).default(16),
+  CTF_RESYNC_SECONDS: int(10, 86_400).default(600),
+  CTF_LEADER_ELECTION: bool.default(true),
+  CTF_LEASE_NAME: z.string().default('challenge-engine-controller'),
+  CTF_LEASE_SECONDS: int(2, 300).default(15),
+  CTF_IDENTITY: z.string().default(`${hostname()}-${process.pid}`),
+  CTF_CONTROLLER: bool.default(true),
+  CTF_API: bool.default(true),
+  CTF_CORS_ORIGINS: z.string().optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_PRETTY: bool.default(false),
+});
+
+export interface Config {
+  kubeconfig: string | undefined;
+  port: number;
+  host: string;
+  namespace: string;
+  engineNamespace: string;
+  tokenSecret: string | undefined;
+  flagKey: { literal: string } | { secretName: string; key: string };
+  externalDomain: string | undefined;
+  clusterDomain: string;
+  entryPoint: { namespaceSelector?: Record<string, string>; podSelector?: Record<string, string> };
+  extraForbiddenCidrs: string[];
+  maxSessionsPerUser: number;
+  reconcileConcurrency: number;
+  resyncMs: number;
+  leaderElection: boolean;
+  leaseName: string;
+  leaseMs: number;
+  identity: string;
+  runController: boolean;
+  runApi: boolean;
+  corsOrigins: string[];
+  logLevel: string;
+  logPretty: boolean;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
+  const r = envSchema.safeParse(cleaned);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.')}: ${i.path.length && cleaned[String(i.path[0])] === undefined ? 'is required' : i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = r.data;
+  if (e.CTF_API && !e.CTF_TOKEN_SECRET) throw new ConfigError('invalid configuration:\n  CTF_TOKEN_SECRET: is required when the API runs (CTF_API=true)');
+  const flag = e.CTF_FLAG_SECRET;
+  return Object.freeze({
+    kubeconfig: e.KUBECONFIG,
+    port: e.PORT,
+    host: e.HOST,
+    namespace: e.CTF_NAMESPACE,
+    engineNamespace: e.CTF_ENGINE_NAMESPACE ?? e.CTF_NAMESPACE,
+    tokenSecret: e.CTF_TOKEN_SECRET,
+    flagKey: flag.startsWith('literal:') ? { literal: flag.slice('literal:'.length) } : { secretName: flag, key: e.CTF_FLAG_SECRET_KEY },
+    externalDomain: e.CTF_EXTERNAL_DOMAIN,
+    clusterDomain: e.CTF_CLUSTER_DOMAIN,
+    entryPoint: {
+      namespaceSelector: parseSelector(e.CTF_ENTRY_NAMESPACE_SELECTOR),
+      podSelector: parseSelector(e.CTF_ENTRY_POD_SELECTOR),
+    },
+    extraForbiddenCidrs: e.CTF_EXTRA_FORBIDDEN_CIDRS ? e.CTF_EXTRA_FORBIDDEN_CIDRS.split(',').map((s) => s.trim()) : [],
+    maxSessionsPerUser: e.CTF_MAX_SESSIONS_PER_USER,
+    reconcileConcurrency: e.CTF_RECONCILE_CONCURRENCY,
+    resyncMs: e.CTF_RESYNC_SECONDS * 1000,
+    leaderElection: e.CTF_LEADER_ELECTION,
+    leaseName: e.CTF_LEASE_NAME,
+    leaseMs: e.CTF_LEASE_SECONDS * 1000,
+    identity: e.CTF_IDENTITY,
+    runController: e.CTF_CONTROLLER,
+    runApi: e.CTF_API,
+    corsOrigins: e.CTF_CORS_ORIGINS ? e.CTF_CORS_ORIGINS.split(',').map((s) => s.trim()) : [],
+    logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
+  });
+}

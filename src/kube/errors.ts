@@ -1,0 +1,73 @@
+import { ApiException } from '@kubernetes/client-node';
+
+/**
+ * The small set of outcomes the controller and the HTTP API act on. Everything that is not a
+ * definite answer from the apiserver is Transient and retried with backoff.
+ */
+export type KubeErrorKind = 'NotFound' | 'Conflict' | 'AlreadyExists' | 'Invalid' | 'Forbidden' | 'Gone' | 'Transient';
+
+export interface KubeError {
+  kind: KubeErrorKind;
+  code: number;
+  reason: string;
+  /** The apiserver's message; may quote user input, never secrets the engine holds. */
+  message: string;
+}
+
+interface StatusBody {
+  reason?: string;
+  message?: string;
+}
+
+function parseBody(body: unknown): StatusBody {
+  if (typeof body === 'string') {
+    try {
+      return JSON.parse(body) as StatusBody;
+    } catch {
+      return { message: body.slice(0, 500) };
+    }
+  }
+  if (body && typeof body === 'object') return body as StatusBody;
+  return {};
+}
+
+export function classifyError(err: unknown): KubeError {
+  if (err instanceof ApiException) {
+    const status = parseBody(err.body);
+    const code = err.code;
+    const reason = status.reason ?? '';
+    const message = status.message ?? `HTTP ${code}`;
+    const kind: KubeErrorKind =
+      code === 404
+        ? 'NotFound'
+        : code === 409
+          ? reason === 'AlreadyExists'
+            ? 'AlreadyExists'
+            : 'Conflict'
+          : code === 422 || code === 400
+            ? 'Invalid'
+            : code === 403
+              ? 'Forbidden'
+              : code === 410
+                ? 'Gone'
+                : 'Transient';
+    return { kind, code, reason, message };
+  }
+  const code = (err as { statusCode?: number; code?: number } | undefined)?.statusCode;
+  if (code === 410) return { kind: 'Gone', code, reason: 'Expired', message: 'resource version too old' };
+  return { kind: 'Transient', code: code ?? 0, reason: 'Transient', message: err instanceof Error ? err.message : String(err) };
+}
+
+export function isKind(err: unknown, kind: KubeErrorKind): boolean {
+  return classifyError(err).kind === kind;
+}
+
+/** Runs a call and maps NotFound to undefined. */
+export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (isKind(err, 'NotFound')) return undefined;
+    throw err;
+  }
+}

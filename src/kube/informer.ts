@@ -1,0 +1,247 @@
+import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+/**
+ * A list-watch cache that never gives up. client-node's informer stops on any non-410 error
+ * and cannot notice a watch that goes silent; this one:
+ *  - relists on 410 Gone and whenever the resource version is unknown,
+ *  - retries every other failure with capped exponential backoff,
+ *  - asks for bookmarks and a server-side watch timeout, and aborts a watch that has been quiet
+ *    for longer than `stallMs` (a frozen connection sends nothing, not even bookmarks),
+ *  - only calls handlers synchronously with plain objects; handlers are expected to enqueue keys.
+ * The store holds objects exactly as the apiserver serialises them (timestamps are strings).
+ */
+
+export interface ObjectMetaLike {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
+}
+
+export interface ListPage<T> {
+  items: T[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+export interface InformerOptions<T> {
+  name: string;
+  kc: KubeConfig;
+  /** Collection path, e.g. /api/v1/namespaces/ns/pods */
+  path: string;
+  labelSelector?: string;
+  /** One page of the list, as plain JSON (see listRaw). */
+  list: (continueToken: string | undefined) => Promise<ListPage<T>>;
+  log: Logger;
+  watchTimeoutSeconds?: number;
+  stallMs?: number;
+  onRelist?: () => void;
+  onError?: () => void;
+}
+
+type Handler<T> = (obj: T, old?: T) => void;
+
+export function objectKey(obj: ObjectMetaLike): string {
+  const ns = obj.metadata?.namespace;
+  const name = obj.metadata?.name ?? '';
+  return ns ? `${ns}/${name}` : name;
+}
+
+export class Informer<T extends ObjectMetaLike> {
+  private readonly store = new Map<string, T>();
+  private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[] };
+  private resourceVersion = '';
+  private stopped = true;
+  private synced = false;
+  private syncWaiters: (() => void)[] = [];
+  private abortCurrent: (() => void) | undefined;
+  private wake: (() => void) | undefined;
+  private lastActivity = 0;
+  private loopDone: Promise<void> | undefined;
+
+  constructor(private readonly opts: InformerOptions<T>) {}
+
+  on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
+    this.handlers[event].push(handler);
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(): T[] {
+    return [...this.store.values()];
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Starts the loop; resolves once the first list has filled the store. */
+  start(): Promise<void> {
+    if (!this.stopped) return this.waitForSync();
+    this.stopped = false;
+    this.loopDone = this.loop();
+    return this.waitForSync();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abortCurrent?.();
+    this.wake?.();
+    await this.loopDone;
+  }
+
+  /** Forces the current watch to end and the next one to relist; used by tests and the watchdog. */
+  restartWatch(relist = false): void {
+    if (relist) this.resourceVersion = '';
+    this.abortCurrent?.();
+  }
+
+  private waitForSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((r) => this.syncWaiters.push(r));
+  }
+
+  private emit(event: 'add' | 'update' | 'delete', obj: T, old?: T): void {
+    for (const h of this.handlers[event]) {
+      try {
+        h(obj, old);
+      } catch (err) {
+        this.opts.log.error({ err, informer: this.opts.name }, 'Informer handler threw');
+      }
+    }
+  }
+
+  private async relist(): Promise<void> {
+    const seen = new Map<string, T>();
+    let token: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.opts.list(token);
+      for (const item of page.items) seen.set(objectKey(item), item);
+      token = page.metadata?.continue || undefined;
+      rv = page.metadata?.resourceVersion ?? rv;
+    } while (token);
+    for (const [key, old] of this.store) {
+      if (!seen.has(key)) {
+        this.store.delete(key);
+        this.emit('delete', old);
+      }
+    }
+    for (const [key, obj] of seen) {
+      const old = this.store.get(key);
+      this.store.set(key, obj);
+      if (!old) this.emit('add', obj);
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old);
+    }
+    this.resourceVersion = rv;
+    this.opts.onRelist?.();
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.syncWaiters.splice(0)) w();
+    }
+  }
+
+  private async loop(): Promise<void> {
+    let backoff = 250;
+    while (!this.stopped) {
+      try {
+        if (!this.resourceVersion) await this.relist();
+        await this.watchOnce();
+        backoff = 250;
+      } catch (err) {
+        if (this.stopped) break;
+        const code = (err as { statusCode?: number; code?: number }).statusCode ?? (err as { code?: number }).code;
+        if (code === 410) {
+          this.resourceVersion = '';
+          continue;
+        }
+        this.opts.onError?.();
+        this.opts.log.warn({ informer: this.opts.name, err: (err as Error).message, retryInMs: backoff }, 'Watch failed; retrying');
+        await this.sleep(backoff);
+        backoff = Math.min(backoff * 2, 30_000);
+        // After repeated failures the stored resource version may be compacted: relist.
+        if (backoff >= 8_000) this.resourceVersion = '';
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+  }
+
+  /** One watch from the current resource version; resolves when the server ends it normally. */
+  private watchOnce(): Promise<void> {
+    const timeoutSeconds = this.opts.watchTimeoutSeconds ?? 240 + Math.floor(Math.random() * 60);
+    const stallMs = this.opts.stallMs ?? (timeoutSeconds + 30) * 1000;
+    return new Promise<void>((resolve, reject) => {
+      let finished = false;
+      let abort: AbortController | undefined;
+      const finish = (err?: unknown) => {
+        if (finished) return;
+        finished = true;
+        clearInterval(watchdog);
+        this.abortCurrent = undefined;
+        abort?.abort();
+        if (err) reject(err instanceof Error || typeof err === 'object' ? err : new Error(String(err)));
+        else resolve();
+      };
+      this.lastActivity = Date.now();
+      const watchdog = setInterval(() => {
+        if (Date.now() - this.lastActivity > stallMs) {
+          this.opts.log.warn({ informer: this.opts.name, quietMs: Date.now() - this.lastActivity }, 'Watch went silent; restarting it');
+          finish(new Error('watch stalled'));
+        }
+      }, Math.min(5_000, Math.max(250, stallMs / 4)));
+      this.abortCurrent = () => finish();
+      const params: Record<string, string | number | boolean> = {
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds,
+      };
+      if (this.opts.labelSelector) params.labelSelector = this.opts.labelSelector;
+      new Watch(this.opts.kc)
+        .watch(this.opts.path, params, (type: string, obj: T & { code?: number }) => this.onEvent(type, obj, finish), (err: unknown) => finish(err ?? undefined))
+        .then((ctrl) => {
+          abort = ctrl;
+          if (finished) ctrl.abort();
+        })
+        .catch((err: unknown) => finish(err));
+    });
+  }
+
+  private onEvent(type: string, obj: T & { code?: number }, finish: (err?: unknown) => void): void {
+    this.lastActivity = Date.now();
+    const rv = obj.metadata?.resourceVersion;
+    switch (type) {
+      case 'ADDED':
+      case 'MODIFIED': {
+        const key = objectKey(obj);
+        const old = this.store.get(key);
+        this.store.set(key, obj);
+        if (old) this.emit('update', obj, old);
+        else this.emit('add', obj);
+        break;
+      }
+      case 'DELETED': {
+        const key = objectKey(obj);
+        const old = this.store.get(key);
+        this.store.delete(key);
+        this.emit('delete', old ?? obj);
+        break;
+      }
+      case 'BOOKMARK':
+        break;
+      case 'ERROR':
+        finish(Object.assign(new Error(`watch error event ${String(obj.code)}`), { statusCode: obj.code }));
+        return;
+      default:
+        return;
+    }
+    if (rv) this.resourceVersion = rv;
+  }
+}
