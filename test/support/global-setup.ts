@@ -1,6 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { REPO_ROOT, ensureBinaries, kubectl, startCluster, stopCluster, type ClusterState } from '../../scripts/lib/control-plane.js';
 
