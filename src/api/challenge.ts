@@ -68,7 +68,7 @@ export const containerSchema = z.strictObject({
   /** Opt-out of the read-only root filesystem for images that must write outside scratchPaths. */
   readOnlyRootFilesystem: z.boolean().default(true),
   /** Writable emptyDir mounts (memory-backed, size-capped) for a read-only root filesystem. */
-  scratchPaths: z.array(z.string().max(256).regex(new RegExp(ABS_PATH_PATTERN))).max(8).optional(),
+  scratchPaths: z.array(z.string().max(256).regex(new RegExp(ABS_PATH_PATTERN), 'must be an absolute path')).max(8).optional(),
   /** Non-root user the container runs as; the pod default is 65532. */
   runAsUser: z.number().int().min(1).max(2147483647).optional(),
 });
@@ -99,7 +99,7 @@ export const flagSchema = z
       .optional(),
     delivery: z.enum(['env', 'file']).default('env'),
     envName: z.string().min(1).max(128).regex(new RegExp(ENV_NAME_PATTERN)).default('FLAG'),
-    filePath: z.string().max(256).regex(new RegExp(ABS_PATH_PATTERN)).refine((p) => !p.endsWith('/'), 'must name a file').default('/run/flag/flag'),
+    filePath: z.string().max(256).regex(new RegExp(ABS_PATH_PATTERN), 'must be an absolute path').refine((p) => !p.endsWith('/'), 'must name a file').default('/run/flag/flag'),
     /** Containers that receive the flag; all of them when absent. */
     containers: z.array(dnsLabel(63)).max(8).optional(),
   })
@@ -127,7 +127,7 @@ export const egressRuleSchema = z.strictObject({
   cidr: z
     .string()
     .max(43)
-    .regex(new RegExp(CIDR_PATTERN), 'must be a CIDR such as 203.0.113.0/24')
+    .regex(new RegExp(CIDR_PATTERN), { message: 'must be a CIDR such as 203.0.113.0/24', abort: true })
     .refine(isCidr, 'must be a valid CIDR such as 203.0.113.0/24'),
   ports: z.array(z.strictObject({ port, protocol: z.enum(['TCP', 'UDP']).default('TCP') })).max(16).optional(),
 });

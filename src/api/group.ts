@@ -16,3 +16,6 @@ export const LABEL_CHALLENGE = `${GROUP}/challenge`;
 export const LABEL_USER_HASH = `${GROUP}/user-hash`;
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'challenge-engine';
+/** Hash of the desired spec of a child object; equal hash means nothing to write. */
+export const ANNOTATION_SPEC_HASH = `${GROUP}/spec-hash`;
+export const ANNOTATION_CHALLENGE_GENERATION = `${GROUP}/challenge-generation`;

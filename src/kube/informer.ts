@@ -187,7 +187,7 @@ export class Informer<T extends ObjectMetaLike> {
         clearInterval(watchdog);
         this.abortCurrent = undefined;
         abort?.abort();
-        if (err) reject(err instanceof Error || typeof err === 'object' ? err : new Error(String(err)));
+        if (err) reject(err instanceof Error ? err : Object.assign(new Error('watch failed'), err as object));
         else resolve();
       };
       this.lastActivity = Date.now();

@@ -10,7 +10,7 @@ function plural(kind: string): string {
   return kind === 'Challenge' ? CHALLENGE_PLURAL : SESSION_PLURAL;
 }
 
-async function create(kind: string, body: object) {
+async function create(kind: string, body: object): Promise<unknown> {
   return cluster.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: cluster.namespace, plural: plural(kind), body });
 }
 
@@ -94,6 +94,7 @@ describe('custom resource definitions', () => {
     // first; the `ctf` category lists both kinds.
     const byCategory = await cluster.kubectl('get', 'ctf');
     expect(byCategory).toContain('challengesession.ctf.challenge-engine.io/columns-check');
+    expect(await cluster.kubectl('get', 'chs')).toContain('columns-check');
     const chal = await cluster.kubectl('get', 'chal');
     expect(chal.split('\n')[0]).toMatch(/NAME\s+TITLE\s+CATEGORY\s+POINTS/);
   });

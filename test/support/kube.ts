@@ -27,7 +27,7 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
 /** Creates a namespace (and waits for its default ServiceAccount) for the calling test file. */
