@@ -22,7 +22,7 @@ async function up(): Promise<void> {
     await stopCluster(existing);
   }
   const binDir = await ensureBinaries(progress);
-  const state = await startCluster(dir, binDir, progress);
+  const state = await startCluster(dir, binDir, progress, { crdDir: join(REPO_ROOT, 'crds') });
   progress(`logs: ${join(dir, 'logs')}; stop with: npm run cluster:down`);
   console.log(`export KUBECONFIG=${state.kubeconfig}`);
 }

@@ -47,6 +47,12 @@ export const sessionStatusSchema = z.object({
   expiresAt: z.string().optional(),
   solved: z.boolean().optional(),
   solvedAt: z.string().optional(),
+  /**
+   * The Challenge runtime (containers, ports, flag, network, lifetime) this session was
+   * provisioned from, so editing the Challenge never changes a running session. Parsed in full
+   * by src/reconcile/runtime.ts.
+   */
+  provisionedFrom: z.object({ generation: z.number().int(), runtime: z.record(z.string(), z.unknown()) }).optional(),
 });
 
 export const sessionSchema = z.object({

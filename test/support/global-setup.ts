@@ -30,7 +30,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const t0 = Date.now();
     const binDir = await ensureBinaries(log);
     const dir = await mkdtemp(join(tmpdir(), 'challenge-engine-test-'));
-    state = await startCluster(dir, binDir, log);
+    state = await startCluster(dir, binDir, log, { crdDir: join(REPO_ROOT, 'crds') });
     target = { kubeconfig: state.kubeconfig, binDir, kubectl: join(binDir, 'kubectl') };
     log(`cluster up in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   }

@@ -1,0 +1,99 @@
+import type { Logger } from 'pino';
+import type { Kube } from '../kube/client.js';
+import { Informer, objectKey } from '../kube/informer.js';
+import { pagedList } from '../kube/raw.js';
+import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
+import { challengeSchema, type Challenge } from '../api/challenge.js';
+import { sessionSchema, type ChallengeSession } from '../api/session.js';
+import type { Metrics } from '../metrics.js';
+
+/**
+ * Informer caches of Challenges and ChallengeSessions in the engine's namespace. Every replica
+ * keeps them (the HTTP API reads only from here); objects are parsed with the zod schemas on
+ * first access and the result is memoised per stored object, so a changed object is re-parsed.
+ */
+
+type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string } };
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export class Caches {
+  readonly sessions: Informer<Raw>;
+  readonly challenges: Informer<Raw>;
+  private readonly parsed = new WeakMap<object, Parsed<unknown>>();
+
+  constructor(
+    kube: Kube,
+    readonly namespace: string,
+    log: Logger,
+    metrics?: Metrics,
+  ) {
+    const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
+    const mk = (plural: string) =>
+      new Informer<Raw>({
+        name: plural,
+        kc: kube.kc,
+        path: `${base}/${plural}`,
+        list: pagedList<Raw>(kube.kc, `${base}/${plural}`),
+        log,
+        onRelist: () => metrics?.informerRelists.inc({ informer: plural }),
+        onError: () => metrics?.informerErrors.inc({ informer: plural }),
+      });
+    this.sessions = mk(SESSION_PLURAL);
+    this.challenges = mk(CHALLENGE_PLURAL);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.sessions.start(), this.challenges.start()]);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.sessions.stop(), this.challenges.stop()]);
+  }
+
+  synced(): boolean {
+    return this.sessions.hasSynced() && this.challenges.hasSynced();
+  }
+
+  private parse<T>(raw: Raw, schema: { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }): Parsed<T> {
+    const hit = this.parsed.get(raw);
+    if (hit) return hit as Parsed<T>;
+    const r = schema.safeParse(raw);
+    const out: Parsed<T> = r.success
+      ? { ok: true, value: r.data }
+      : { ok: false, error: r.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; ') };
+    this.parsed.set(raw, out);
+    return out;
+  }
+
+  session(name: string): Parsed<ChallengeSession> | undefined {
+    const raw = this.sessions.get(`${this.namespace}/${name}`);
+    return raw ? this.parse(raw, sessionSchema) : undefined;
+  }
+
+  challenge(name: string): Parsed<Challenge> | undefined {
+    const raw = this.challenges.get(`${this.namespace}/${name}`);
+    return raw ? this.parse(raw, challengeSchema) : undefined;
+  }
+
+  /** Every session that parses; malformed ones are skipped (the controller reports them). */
+  allSessions(): ChallengeSession[] {
+    const out: ChallengeSession[] = [];
+    for (const raw of this.sessions.list()) {
+      const p = this.parse(raw, sessionSchema);
+      if (p.ok) out.push(p.value);
+    }
+    return out;
+  }
+
+  allChallenges(): Challenge[] {
+    const out: Challenge[] = [];
+    for (const raw of this.challenges.list()) {
+      const p = this.parse(raw, challengeSchema);
+      if (p.ok) out.push(p.value);
+    }
+    return out;
+  }
+}
+
+export { objectKey };

@@ -1,0 +1,168 @@
+import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
+import type { Kube } from '../kube/client.js';
+import { Informer } from '../kube/informer.js';
+import { pagedList } from '../kube/raw.js';
+import { classifyError } from '../kube/errors.js';
+import type { Writer } from '../kube/writes.js';
+import type { Metrics } from '../metrics.js';
+import { baselinePolicies } from '../reconcile/network-policy.js';
+import { withSpecHash } from '../reconcile/children.js';
+import type { Caches } from './caches.js';
+import { reconcileSession, type ChildCaches, type ReconcileContext } from './reconcile-session.js';
+import { WorkQueue } from './workqueue.js';
+
+/**
+ * Drives reconciles while this replica leads: watches the owned kinds, maps every event to the
+ * session key, and runs the work queue. The session and challenge caches belong to Caches, which
+ * every replica runs for the HTTP API.
+ */
+
+const CONTROLLER = 'challengesession';
+
+export interface SessionControllerOptions {
+  kube: Kube;
+  caches: Caches;
+  writer: Writer;
+  log: Logger;
+  metrics: Metrics;
+  concurrency: number;
+  resyncMs: number;
+  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
+}
+
+type Owned = { metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> } };
+
+export class SessionController {
+  private children: ChildCaches | undefined;
+  private queue: WorkQueue | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(private readonly o: SessionControllerOptions) {
+    const enqueueSession = (obj: { metadata?: { name?: string } }) => {
+      if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
+    };
+    o.caches.sessions.on('add', enqueueSession);
+    o.caches.sessions.on('update', enqueueSession);
+    o.caches.sessions.on('delete', (obj) => {
+      if (obj.metadata?.name) this.queue?.forget(obj.metadata.name);
+    });
+    const enqueueChallenge = (obj: { metadata?: { name?: string } }) => {
+      const name = obj.metadata?.name;
+      if (!name || !this.queue) return;
+      for (const s of o.caches.allSessions()) if (s.spec.challenge === name) this.queue.add(s.metadata.name);
+    };
+    o.caches.challenges.on('add', enqueueChallenge);
+    o.caches.challenges.on('update', (obj, old) => {
+      // Only catalogue or runtime edits matter; status-only churn does not.
+      if ((obj as Owned & { metadata?: { generation?: number } }).metadata?.generation !== (old as { metadata?: { generation?: number } } | undefined)?.metadata?.generation) enqueueChallenge(obj);
+    });
+    o.caches.challenges.on('delete', enqueueChallenge);
+  }
+
+  isRunning(): boolean {
+    return this.running;
+  }
+
+  /** Called when this replica becomes leader. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const { kube, log, metrics } = this.o;
+    const ns = this.o.caches.namespace;
+    const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+    const mk = <T extends Owned>(name: string, path: string) => {
+      const inf = new Informer<T>({
+        name,
+        kc: kube.kc,
+        path,
+        labelSelector: selector,
+        list: pagedList<T>(kube.kc, path, selector),
+        log,
+        onRelist: () => metrics.informerRelists.inc({ informer: name }),
+        onError: () => metrics.informerErrors.inc({ informer: name }),
+      });
+      const toSession = (obj: T) => {
+        const s = obj.metadata?.labels?.[LABEL_SESSION];
+        if (s) this.queue?.add(s);
+      };
+      inf.on('add', toSession);
+      inf.on('update', toSession);
+      inf.on('delete', toSession);
+      return inf;
+    };
+    this.children = {
+      pods: mk<V1Pod & Owned>('pods', `/api/v1/namespaces/${ns}/pods`),
+      services: mk<V1Service & Owned>('services', `/api/v1/namespaces/${ns}/services`),
+      secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`),
+      policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`),
+    };
+    const q = 'challengesession';
+    this.queue = new WorkQueue((key) => this.reconcile(key), {
+      concurrency: this.o.concurrency,
+      hooks: {
+        onDepth: (d) => metrics.queueDepth.set({ name: q }, d),
+        onAdd: () => metrics.queueAdds.inc({ name: q }),
+        onRetry: () => metrics.queueRetries.inc({ name: q }),
+        onLatency: (ms) => metrics.queueLatency.observe({ name: q }, ms / 1000),
+        onWorkDuration: (ms) => metrics.queueWork.observe({ name: q }, ms / 1000),
+      },
+      onError: (key, err, retryInMs) => log.warn({ session: key, err: classifyError(err).message, retryInMs }, 'Reconcile failed; will retry'),
+    });
+    await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.start()));
+    await this.ensureNamespaceBaseline().catch((err: unknown) => log.error({ err: classifyError(err).message }, 'Could not apply the baseline NetworkPolicy'));
+    this.enqueueAll();
+    this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
+    this.resync.unref();
+    log.info({ namespace: ns, sessions: this.o.caches.sessions.list().length }, 'Controller started');
+  }
+
+  /** Called when leadership is lost or at shutdown: finishes in-flight reconciles, then stops. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.resync) clearInterval(this.resync);
+    const q = this.queue;
+    this.queue = undefined;
+    await q?.shutdown();
+    if (this.children) await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.stop()));
+    this.children = undefined;
+  }
+
+  /** Resolves when no reconcile is queued or running (tests and benchmarks). */
+  async idle(): Promise<void> {
+    await this.queue?.drained();
+  }
+
+  private enqueueAll(): void {
+    for (const raw of this.o.caches.sessions.list()) if (raw.metadata?.name) this.queue?.add(raw.metadata.name);
+  }
+
+  private async ensureNamespaceBaseline(): Promise<void> {
+    for (const p of baselinePolicies(this.o.caches.namespace)) {
+      const observed = this.children?.policies.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
+      const desired = withSpecHash(p);
+      if (observed?.metadata?.annotations?.['ctf.challenge-engine.io/spec-hash'] === desired.metadata?.annotations?.['ctf.challenge-engine.io/spec-hash']) continue;
+      await this.o.writer.apply(desired);
+    }
+  }
+
+  private async reconcile(name: string) {
+    const children = this.children;
+    if (!children) return {};
+    const end = this.o.metrics.reconcileTime.startTimer({ controller: CONTROLLER });
+    try {
+      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, log: this.o.log, metrics: this.o.metrics }, name);
+      this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: out.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
+      return out;
+    } catch (err) {
+      this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: 'error' });
+      this.o.metrics.reconcileErrors.inc({ controller: CONTROLLER });
+      throw err;
+    } finally {
+      end();
+    }
+  }
+}

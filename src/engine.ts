@@ -1,0 +1,153 @@
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createKube, type Kube } from './kube/client.js';
+import { classifyError } from './kube/errors.js';
+import { createWriter, type Writer } from './kube/writes.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { Caches } from './controller/caches.js';
+import { LeaderElector } from './controller/leader.js';
+import { SessionController } from './controller/session-controller.js';
+import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
+import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
+import { LABEL_MANAGED_BY, MANAGED_BY } from './api/group.js';
+
+/**
+ * The engine without its HTTP listener: caches on every replica, the controller on the leader.
+ * main.ts composes it with the HTTP API; tests start it in-process or as a child process.
+ */
+
+export interface Engine {
+  config: Readonly<Config>;
+  kube: Kube;
+  caches: Caches;
+  controller: SessionController;
+  leader: LeaderElector | undefined;
+  metrics: Metrics;
+  writer: Writer;
+  flagKey: Buffer;
+  stop(): Promise<void>;
+}
+
+export async function loadFlagKey(kube: Kube, config: Readonly<Config>): Promise<Buffer> {
+  if ('literal' in config.flagKey) return Buffer.from(config.flagKey.literal, 'utf8');
+  const { secretName, key } = config.flagKey;
+  try {
+    const secret = await kube.core.readNamespacedSecret({ name: secretName, namespace: config.engineNamespace });
+    const value = secret.data?.[key];
+    if (!value) throw new Error(`Secret ${config.engineNamespace}/${secretName} has no key "${key}"`);
+    const buf = Buffer.from(value, 'base64');
+    if (buf.length < 16) throw new Error(`the flag key in Secret ${config.engineNamespace}/${secretName} is shorter than 16 bytes`);
+    return buf;
+  } catch (err) {
+    if (err instanceof Error && !('code' in err)) throw err;
+    throw new Error(`cannot read the flag key Secret ${config.engineNamespace}/${secretName}: ${classifyError(err).message}`);
+  }
+}
+
+export async function startEngine(config: Readonly<Config>, log: Logger, opts: { metrics?: Metrics; kube?: Kube } = {}): Promise<Engine> {
+  const kube = opts.kube ?? createKube(config.kubeconfig);
+  const metrics = opts.metrics ?? createMetrics();
+  const flagKey = await loadFlagKey(kube, config);
+  const writer = createWriter(kube, { component: 'challenge-engine', instance: config.identity });
+  const caches = new Caches(kube, config.namespace, log, metrics);
+  await caches.start();
+  log.info({ namespace: config.namespace, sessions: caches.sessions.list().length, challenges: caches.challenges.list().length }, 'Caches synced');
+
+  const controller = new SessionController({
+    kube,
+    caches,
+    writer,
+    log,
+    metrics,
+    concurrency: config.reconcileConcurrency,
+    resyncMs: config.resyncMs,
+    context: {
+      flagKey,
+      readStaticFlag: async (name, key) => {
+        try {
+          const s = await kube.core.readNamespacedSecret({ name, namespace: config.namespace });
+          const v = s.data?.[key];
+          return v ? Buffer.from(v, 'base64').toString('utf8') : undefined;
+        } catch (err) {
+          if (classifyError(err).kind === 'NotFound') return undefined;
+          throw err;
+        }
+      },
+      pod: DEFAULT_POD_DEFAULTS,
+      network: {
+        ...DEFAULT_NETWORK_OPTIONS,
+        entryPoint: {
+          namespaceSelector: config.entryPoint.namespaceSelector ? { matchLabels: config.entryPoint.namespaceSelector } : DEFAULT_NETWORK_OPTIONS.entryPoint.namespaceSelector,
+          podSelector: config.entryPoint.podSelector ? { matchLabels: config.entryPoint.podSelector } : DEFAULT_NETWORK_OPTIONS.entryPoint.podSelector,
+        },
+        forbiddenCidrs: [...DEFAULT_NETWORK_OPTIONS.forbiddenCidrs, ...config.extraForbiddenCidrs],
+      },
+      clusterDomain: config.clusterDomain,
+      externalDomain: config.externalDomain,
+      now: () => new Date(),
+    },
+  });
+
+  const startController = async () => {
+    await ensureSessionNamespace(kube, writer, config.namespace).catch((err: unknown) =>
+      log.error({ err: classifyError(err).message }, 'Could not label the sessions namespace for Pod Security Admission'),
+    );
+    await controller.start();
+  };
+  let leader: LeaderElector | undefined;
+  if (config.runController) {
+    if (config.leaderElection) {
+      leader = new LeaderElector({
+        coord: kube.coord,
+        namespace: config.engineNamespace,
+        name: config.leaseName,
+        identity: config.identity,
+        leaseMs: config.leaseMs,
+        renewDeadlineMs: Math.max(1000, Math.floor(config.leaseMs * 0.66)),
+        retryMs: Math.max(500, Math.floor(config.leaseMs / 7.5)),
+        log,
+        onStartedLeading: () => {
+          metrics.leader.set({ name: config.leaseName }, 1);
+          startController().catch((err: unknown) => log.error({ err }, 'Controller failed to start'));
+        },
+        onStoppedLeading: () => {
+          metrics.leader.set({ name: config.leaseName }, 0);
+          controller.stop().catch((err: unknown) => log.error({ err }, 'Controller failed to stop'));
+        },
+      });
+      leader.start();
+    } else {
+      await startController();
+    }
+  }
+
+  return {
+    config,
+    kube,
+    caches,
+    controller,
+    leader,
+    metrics,
+    writer,
+    flagKey,
+    async stop() {
+      await leader?.stop();
+      await controller.stop();
+      await caches.stop();
+    },
+  };
+}
+
+/** Labels the sessions namespace so Pod Security Admission enforces `restricted` on every pod. */
+export async function ensureSessionNamespace(kube: Kube, writer: Writer, namespace: string): Promise<void> {
+  const ns = await kube.core.readNamespace({ name: namespace });
+  const labels = ns.metadata?.labels ?? {};
+  const want: Record<string, string> = {
+    'pod-security.kubernetes.io/enforce': 'restricted',
+    'pod-security.kubernetes.io/enforce-version': 'latest',
+    'pod-security.kubernetes.io/warn': 'restricted',
+    'pod-security.kubernetes.io/audit': 'restricted',
+  };
+  if (Object.entries(want).every(([k, v]) => labels[k] === v)) return;
+  await writer.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { ...want, [`${LABEL_MANAGED_BY}-psa`]: MANAGED_BY } } });
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import { PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from './client.js';
+import { GROUP, VERSION, SESSION_PLURAL, SESSION_KIND, API_VERSION } from '../api/group.js';
+
+/**
+ * Every write the engine makes goes through this file: server-side apply of children with one
+ * field manager, status merge patches, deletes guarded by UID preconditions, and Events.
+ */
+export const FIELD_MANAGER = 'challenge-engine';
+
+export type WriteCounter = (verb: string, resource: string) => void;
+
+export interface Writer {
+  apply<T extends KubernetesObject>(obj: T): Promise<T>;
+  patchSessionStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
+  patchSessionMetadata(namespace: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<void>;
+  deleteSession(namespace: string, name: string, uid?: string): Promise<void>;
+  event(involved: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string, related?: InvolvedObject): Promise<void>;
+}
+
+export interface InvolvedObject {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace: string;
+  uid?: string;
+}
+
+export function sessionRef(s: { metadata: { name: string; namespace?: string; uid?: string } }): InvolvedObject {
+  return { apiVersion: API_VERSION, kind: SESSION_KIND, name: s.metadata.name, namespace: s.metadata.namespace ?? '', uid: s.metadata.uid };
+}
+
+export function createWriter(kube: Kube, reporter: { component: string; instance: string }, count: WriteCounter = () => {}): Writer {
+  const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  return {
+    async apply<T extends KubernetesObject>(obj: T): Promise<T> {
+      count('apply', obj.kind ?? 'unknown');
+      return kube.objects.patch<T>(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    },
+
+    async patchSessionStatus(namespace, name, status) {
+      count('patch', 'challengesessions/status');
+      await kube.custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
+        mergePatch,
+      );
+    },
+
+    async patchSessionMetadata(namespace, name, patch, resourceVersion) {
+      count('patch', 'challengesessions');
+      const body = resourceVersion ? { metadata: { ...(patch.metadata as object), resourceVersion } } : patch;
+      await kube.custom.patchNamespacedCustomObject(
+        { group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name, body, fieldManager: FIELD_MANAGER },
+        mergePatch,
+      );
+    },
+
+    async deleteSession(namespace, name, uid) {
+      count('delete', 'challengesessions');
+      await kube.custom.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: SESSION_PLURAL,
+        name,
+        propagationPolicy: 'Background',
+        body: uid ? { preconditions: { uid } } : {},
+      });
+    },
+
+    async event(involved, type, reason, message, related) {
+      count('create', 'events');
+      const now = new Date();
+      await kube.core.createNamespacedEvent({
+        namespace: involved.namespace,
+        body: {
+          metadata: { name: `${involved.name}.${randomBytes(8).toString('hex')}`, namespace: involved.namespace },
+          involvedObject: involved,
+          related,
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: reporter.component },
+          reportingComponent: reporter.component,
+          reportingInstance: reporter.instance,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    },
+  };
+}

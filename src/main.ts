@@ -1,0 +1,69 @@
+/**
+ * Composition root: configuration -> kube clients -> caches and leader-elected controller ->
+ * HTTP API -> graceful shutdown. Every replica serves the API; only the leader reconciles.
+ */
+import { loadConfig, ConfigError } from './config.js';
+import { createLogger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { startEngine } from './engine.js';
+import { buildApp } from './http/app.js';
+import { createTokenVerifier } from './http/auth.js';
+import { KubeSessionService } from './sessions/service.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`challenge-engine: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel, pretty: config.logPretty });
+  const metrics = createMetrics();
+  log.info({ namespace: config.namespace, identity: config.identity, controller: config.runController, api: config.runApi }, 'Starting challenge-engine');
+  const engine = await startEngine(config, log, { metrics });
+
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  if (config.runApi && config.tokenSecret) {
+    const service = new KubeSessionService({
+      kube: engine.kube,
+      caches: engine.caches,
+      writer: engine.writer,
+      log,
+      metrics,
+      flagKey: engine.flagKey,
+      maxSessionsPerUser: config.maxSessionsPerUser,
+    });
+    app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: config.corsOrigins });
+    await app.listen({ port: config.port, host: config.host });
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'Shutting down');
+    const force = setTimeout(() => process.exit(1), 25_000);
+    force.unref();
+    try {
+      // Stop accepting and finish in-flight requests, then hand the lease over.
+      await app?.close();
+      await engine.stop();
+      log.info('Stopped');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err }, 'Error during shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`challenge-engine: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,55 @@
+import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
+import type { ChallengeSession } from '../api/session.js';
+import { ANNOTATION_CHALLENGE_GENERATION, API_VERSION, LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_SESSION, LABEL_USER_HASH, MANAGED_BY, SESSION_KIND } from '../api/group.js';
+import { userHash } from './names.js';
+
+/** Generation of the Challenge whose runtime a Pod was built from. */
+export { ANNOTATION_CHALLENGE_GENERATION };
+
+/** The parts of a session that its children's metadata is derived from. */
+export type SessionMeta = Pick<ChallengeSession, 'metadata' | 'spec'>;
+
+/**
+ * Labels every child carries: the session label is what selectors and the NetworkPolicy match,
+ * the others let operators list a challenge's or a user's objects with a label selector.
+ */
+export function sessionLabels(session: SessionMeta): Record<string, string> {
+  return {
+    [LABEL_SESSION]: session.metadata.name,
+    [LABEL_CHALLENGE]: session.spec.challenge,
+    [LABEL_USER_HASH]: userHash(session.spec.user),
+    [LABEL_MANAGED_BY]: MANAGED_BY,
+  };
+}
+
+/** The selector for the session's own Pod: the session label alone, which no other session shares. */
+export function sessionSelector(session: Pick<SessionMeta, 'metadata'>): Record<string, string> {
+  return { [LABEL_SESSION]: session.metadata.name };
+}
+
+/**
+ * The controller owner reference that lets garbage collection delete children with their
+ * session and lets the controller map a child's events back to its session. Objects read from
+ * the apiserver always have a UID; an empty one would be rejected on write, not silently kept.
+ */
+export function ownerReference(session: Pick<SessionMeta, 'metadata'>): V1OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: SESSION_KIND,
+    name: session.metadata.name,
+    uid: session.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** Metadata shared by all children: name, the session's namespace, labels and the owner. */
+export function childMetadata(session: SessionMeta, name: string, annotations?: Record<string, string>): V1ObjectMeta {
+  return {
+    name,
+    namespace: session.metadata.namespace,
+    labels: sessionLabels(session),
+    ...(annotations ? { annotations } : {}),
+    ownerReferences: [ownerReference(session)],
+  };
+}

@@ -1,0 +1,142 @@
+import type { V1Pod, V1Service } from '@kubernetes/client-node';
+import type { Condition } from '../api/common.js';
+import type { ChallengeSession, Endpoint, Phase, SessionStatus } from '../api/session.js';
+import { jsonEqual } from './canonical.js';
+import { mergePatch } from './merge-patch.js';
+import { creationTime, formatTimestamp } from './expiry.js';
+import { childNames, exposedPortName } from './names.js';
+import { podVerdict } from './pod-status.js';
+import { CONDITION_PROVISIONED, CONDITION_READY, Reason } from './reasons.js';
+import type { ChallengeRuntime, EffectiveRuntime, ProvisionedFrom } from './runtime.js';
+
+/** The status the controller writes: the API's SessionStatus plus the runtime snapshot. */
+export type DesiredSessionStatus = SessionStatus & { provisionedFrom?: ProvisionedFrom };
+
+export interface StatusInput {
+  session: ChallengeSession;
+  /** What the session runs; absent when neither a snapshot nor the Challenge is known. */
+  runtime?: EffectiveRuntime;
+  /** A terminal problem found before looking at the Pod, with a Reason constant. */
+  challengeProblem?: { reason: string; message: string };
+  pod?: V1Pod;
+  service?: V1Service;
+  now: Date;
+  externalDomain?: string;
+  /** Defaults to cluster.local. */
+  clusterDomain?: string;
+  expiresAt: Date;
+  droppedCidrs?: string[];
+}
+
+interface Verdict {
+  phase: Phase;
+  reason: string;
+  message: string;
+}
+
+/**
+ * The session's status as a function of what was observed. Timestamps that mark events
+ * (startedAt, readyAt, a condition's lastTransitionTime) are carried over from the previous
+ * status, so recomputing from unchanged observations yields an equal object and nothing is
+ * written. Fields other writers own (solved, solvedAt) are carried over untouched.
+ */
+export function computeStatus(input: StatusInput): DesiredSessionStatus {
+  const { session, runtime, now } = input;
+  const previous = session.status;
+  const verdict = assess(input);
+  const generation = session.metadata.generation;
+  const provisioned = provisionedCondition(input, verdict);
+  const conditions = [
+    transition({ type: CONDITION_PROVISIONED, ...provisioned }, previous, now, generation),
+    transition({ type: CONDITION_READY, status: verdict.phase === 'Running' ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, previous, now, generation),
+  ];
+  const readyAt = previous?.readyAt ?? (verdict.phase === 'Running' ? formatTimestamp(now) : undefined);
+  const created = creationTime(session);
+  return dropUndefined({
+    phase: verdict.phase,
+    conditions,
+    observedGeneration: generation,
+    endpoints: verdict.phase === 'Running' && runtime ? sessionEndpoints(session, runtime.runtime, input) : undefined,
+    message: verdict.message,
+    startedAt: previous?.startedAt ?? formatTimestamp(created ?? now),
+    readyAt,
+    expiresAt: formatTimestamp(input.expiresAt),
+    solved: previous?.solved,
+    solvedAt: previous?.solvedAt,
+    provisionedFrom: runtime ? { generation: runtime.generation, runtime: runtime.runtime } : undefined,
+  });
+}
+
+/**
+ * The phase, by precedence: an expired session is Expired whatever else holds; then a known
+ * problem fails it; without a runtime it is Pending; without a Pod or Service it is Provisioning;
+ * otherwise the Pod decides.
+ */
+function assess(input: StatusInput): Verdict {
+  if (input.now.getTime() >= input.expiresAt.getTime()) {
+    return { phase: 'Expired', reason: Reason.Expired, message: `session expired at ${formatTimestamp(input.expiresAt)}` };
+  }
+  if (input.challengeProblem) return { phase: 'Failed', ...input.challengeProblem };
+  if (!input.runtime) {
+    return { phase: 'Pending', reason: Reason.WaitingForChallenge, message: `waiting for challenge ${input.session.spec.challenge}` };
+  }
+  if (!input.pod) return { phase: 'Provisioning', reason: Reason.Provisioning, message: 'creating the pod' };
+  const pod = podVerdict(input.pod);
+  if (pod.phase === 'Running' && !input.service) return { phase: 'Provisioning', reason: Reason.Provisioning, message: 'creating the service' };
+  return pod;
+}
+
+/** Provisioned: True once the Pod and Service exist, noting any egress entries left out. */
+function provisionedCondition(input: StatusInput, verdict: Verdict): Pick<Condition, 'status' | 'reason' | 'message'> {
+  if (input.runtime && input.pod && input.service) {
+    const dropped = input.droppedCidrs ?? [];
+    if (dropped.length === 0) return { status: 'True', reason: Reason.Provisioned, message: 'pod and service exist' };
+    return { status: 'True', reason: Reason.EgressRestricted, message: `egress to ${dropped.join(', ')} not allowed: inside a forbidden range` };
+  }
+  const waiting = verdict.phase === 'Running' || verdict.phase === 'Provisioning';
+  return { status: 'False', reason: waiting ? Reason.Provisioning : verdict.reason, message: waiting ? 'creating children' : verdict.message };
+}
+
+/** A full condition whose lastTransitionTime moves only when its status changes. */
+function transition(c: Pick<Condition, 'type' | 'status' | 'reason' | 'message'>, previous: SessionStatus | undefined, now: Date, generation: number | undefined): Condition {
+  const before = previous?.conditions?.find((p) => p.type === c.type);
+  const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : formatTimestamp(now);
+  return dropUndefined({ ...c, lastTransitionTime, observedGeneration: generation });
+}
+
+/**
+ * Where players connect, one entry per exposed port: the Service's cluster DNS name, and the
+ * player-facing host when an external domain is configured. HTTP ports get a URL (https through
+ * the external gateway, plain http inside the cluster); TCP ports are used as host and port.
+ */
+export function sessionEndpoints(
+  session: Pick<ChallengeSession, 'metadata'>,
+  runtime: Pick<ChallengeRuntime, 'expose'>,
+  opts: { clusterDomain?: string; externalDomain?: string },
+): Endpoint[] {
+  const host = `${childNames(session.metadata.name).service}.${session.metadata.namespace ?? 'default'}.svc.${opts.clusterDomain ?? 'cluster.local'}`;
+  const externalHost = opts.externalDomain ? `${session.metadata.name}.${opts.externalDomain}` : undefined;
+  return runtime.expose.map((e) => {
+    const url = e.protocol !== 'http' ? undefined : externalHost ? `https://${externalHost}` : `http://${host}:${e.port}`;
+    return dropUndefined({ name: exposedPortName(e), protocol: e.protocol, host, port: e.port, externalHost, url });
+  });
+}
+
+/**
+ * The merge patch that turns the stored status into `next`, with nulls for members to remove;
+ * undefined when they are already equal and nothing should be written.
+ */
+export function statusPatch(previous: object | undefined, next: DesiredSessionStatus): Record<string, unknown> | undefined {
+  const patch = mergePatch(previous, next);
+  return Object.keys(patch).length > 0 ? patch : undefined;
+}
+
+/** True when writing `next` over `current` would change nothing. */
+export function statusEqual(current: unknown, next: unknown): boolean {
+  return jsonEqual(current ?? {}, next ?? {});
+}
+
+/** Omits undefined members so the object compares equal to what the apiserver returns. */
+function dropUndefined<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,74 @@
+import type { ChallengeSession } from '../api/session.js';
+import type { Caches } from '../controller/caches.js';
+import type { Kube } from '../kube/client.js';
+import { effectiveRuntime } from '../reconcile/runtime.js';
+import { deriveFlag } from '../flags/derive.js';
+
+/**
+ * Maps a dynamic flag back to the session it belongs to, so a wrong submission can be checked
+ * for sharing with one lookup instead of one HMAC per session. It is a cache derived from the
+ * session cache and the flag key (rebuilt lazily per challenge when sessions change), never a
+ * source of truth. Static flag values are cached for a few seconds.
+ */
+export class FlagIndex {
+  private readonly byChallenge = new Map<string, Map<string, string>>();
+  private readonly stale = new Set<string>();
+  private readonly statics = new Map<string, { value: string | undefined; until: number }>();
+
+  constructor(
+    private readonly caches: Caches,
+    private readonly key: Buffer,
+  ) {
+    const invalidate = (obj: { spec?: { challenge?: string }; metadata?: { name?: string } }) => {
+      const c = obj.spec?.challenge;
+      if (c) this.stale.add(c);
+    };
+    caches.sessions.on('add', invalidate);
+    caches.sessions.on('delete', invalidate);
+    caches.challenges.on('update', (obj) => {
+      if (obj.metadata?.name) this.stale.add(obj.metadata.name);
+    });
+  }
+
+  ownerOf(challenge: string, flag: string): ChallengeSession | undefined {
+    let index = this.byChallenge.get(challenge);
+    if (!index || this.stale.has(challenge)) {
+      index = this.build(challenge);
+      this.byChallenge.set(challenge, index);
+      this.stale.delete(challenge);
+    }
+    const name = index.get(flag);
+    if (!name) return undefined;
+    const p = this.caches.session(name);
+    return p?.ok ? p.value : undefined;
+  }
+
+  private build(challenge: string): Map<string, string> {
+    const index = new Map<string, string>();
+    const c = this.caches.challenge(challenge);
+    const chal = c?.ok ? c.value : undefined;
+    for (const s of this.caches.allSessions()) {
+      if (s.spec.challenge !== challenge || !s.metadata.uid) continue;
+      const dyn = effectiveRuntime(s, chal)?.runtime.flag.dynamic;
+      if (!dyn) continue;
+      index.set(deriveFlag(this.key, { challenge, sessionUid: s.metadata.uid, user: s.spec.user }, dyn), s.metadata.name);
+    }
+    return index;
+  }
+
+  async staticFlag(kube: Kube, namespace: string, name: string, key: string): Promise<string | undefined> {
+    const id = `${name}/${key}`;
+    const hit = this.statics.get(id);
+    if (hit && hit.until > Date.now()) return hit.value;
+    let value: string | undefined;
+    try {
+      const s = await kube.core.readNamespacedSecret({ name, namespace });
+      const b64 = s.data?.[key];
+      value = b64 ? Buffer.from(b64, 'base64').toString('utf8').trim() : undefined;
+    } catch {
+      value = undefined;
+    }
+    this.statics.set(id, { value, until: Date.now() + 10_000 });
+    return value;
+  }
+}

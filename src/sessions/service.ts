@@ -1,0 +1,321 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { ANNOTATION_EXPIRES_AT, API_VERSION, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../api/group.js';
+import { parseDuration } from '../api/duration.js';
+import type { Challenge } from '../api/challenge.js';
+import type { ChallengeSession } from '../api/session.js';
+import { sessionSchema } from '../api/session.js';
+import type { Caches } from '../controller/caches.js';
+import type { Kube } from '../kube/client.js';
+import { classifyError } from '../kube/errors.js';
+import { getJson } from '../kube/raw.js';
+import { sessionRef, type Writer } from '../kube/writes.js';
+import type { Metrics } from '../metrics.js';
+import { effectiveRuntime } from '../reconcile/runtime.js';
+import { effectiveExpiry, extendedExpiry, formatExpiry, formatTimestamp, initialExpiry } from '../reconcile/expiry.js';
+import { sessionLabels } from '../reconcile/labels.js';
+import { userHash } from '../reconcile/names.js';
+import { deriveFlag, verifyFlag } from '../flags/derive.js';
+import { FlagIndex } from './flag-index.js';
+import { DomainError, type Caller, type CatalogueEntry, type FlagResult, type FlagTarget, type SessionService, type SessionView } from './types.js';
+
+/**
+ * The player domain on top of the caches. Spawning arbitrates the per-user limit through the
+ * apiserver: a user's sessions are named s-<userhash>-<slot> with slot < limit, so at most
+ * `limit` can exist at once whatever the number of replicas, and slots are probed in an order
+ * derived from the challenge so concurrent spawns of one challenge collide on the same name and
+ * the loser returns the winner's session (idempotent spawn).
+ */
+
+export interface ServiceOptions {
+  kube: Kube;
+  caches: Caches;
+  writer: Writer;
+  log: Logger;
+  metrics: Metrics;
+  flagKey: Buffer;
+  maxSessionsPerUser: number;
+  now?: () => Date;
+}
+
+export function sessionName(user: string, slot: number): string {
+  return `s-${userHash(user)}-${slot}`;
+}
+
+function slotOrder(challenge: string, slots: number): number[] {
+  const start = createHash('sha256').update(challenge).digest().readUInt32BE(0) % slots;
+  return Array.from({ length: slots }, (_, i) => (start + i) % slots);
+}
+
+function readyCondition(s: ChallengeSession) {
+  return s.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+export class KubeSessionService implements SessionService {
+  private readonly now: () => Date;
+  private readonly changes = new EventEmitter();
+  private readonly flags: FlagIndex;
+  private apiserverOkUntil = 0;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.now = o.now ?? (() => new Date());
+    this.changes.setMaxListeners(0);
+    const notify = (obj: { metadata?: { name?: string } }) => {
+      if (obj.metadata?.name) this.changes.emit(obj.metadata.name);
+    };
+    o.caches.sessions.on('update', notify);
+    o.caches.sessions.on('delete', notify);
+    this.flags = new FlagIndex(o.caches, o.flagKey);
+  }
+
+  catalogue(): CatalogueEntry[] {
+    return this.o.caches
+      .allChallenges()
+      .filter((c) => c.spec.enabled)
+      .map((c) => ({
+        name: c.metadata.name,
+        title: c.spec.title,
+        description: c.spec.description,
+        category: c.spec.category,
+        points: c.spec.points,
+        tags: c.spec.tags,
+        protocols: [...new Set(c.spec.expose.map((e) => e.protocol))],
+        lifetimeSeconds: (parseDuration(c.spec.lifetime.default) ?? 0) / 1000,
+        maxLifetimeSeconds: (parseDuration(c.spec.lifetime.max) ?? 0) / 1000,
+      }))
+      .sort((a, b) => a.category.localeCompare(b.category) || a.points - b.points || a.name.localeCompare(b.name));
+  }
+
+  view(s: ChallengeSession): SessionView {
+    const ready = readyCondition(s);
+    const eff = effectiveRuntime(s, this.challengeOf(s.spec.challenge));
+    return {
+      id: s.metadata.name,
+      challenge: s.spec.challenge,
+      user: s.spec.user,
+      phase: s.status?.phase ?? 'Pending',
+      ready: s.status?.phase === 'Running',
+      reason: ready?.reason,
+      message: ready?.message,
+      createdAt: String(s.metadata.creationTimestamp ?? ''),
+      expiresAt: formatExpiry(effectiveExpiry(s, eff?.runtime, this.now())),
+      endpoints: s.status?.endpoints ?? [],
+      solved: s.status?.solved ?? false,
+      solvedAt: s.status?.solvedAt,
+    };
+  }
+
+  private challengeOf(name: string): Challenge | undefined {
+    const c = this.o.caches.challenge(name);
+    return c?.ok ? c.value : undefined;
+  }
+
+  private ownSessions(caller: Caller): ChallengeSession[] {
+    return this.o.caches.allSessions().filter((s) => s.spec.user === caller.user && !s.metadata.deletionTimestamp);
+  }
+
+  /** The session if the caller may see it; NotFound otherwise, so ids cannot be probed. */
+  private visible(caller: Caller, id: string): ChallengeSession {
+    const p = this.o.caches.session(id);
+    if (!p?.ok || (!caller.admin && p.value.spec.user !== caller.user) || p.value.metadata.deletionTimestamp) {
+      throw new DomainError('NotFound', `session ${id} not found`);
+    }
+    return p.value;
+  }
+
+  async spawn(caller: Caller, challengeName: string): Promise<{ created: boolean; session: SessionView }> {
+    const challenge = this.challengeOf(challengeName);
+    if (!challenge || !challenge.spec.enabled) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
+    const existing = this.ownSessions(caller).find((s) => s.spec.challenge === challengeName);
+    if (existing) return { created: false, session: this.view(existing) };
+
+    const now = this.now();
+    const lifetime = challenge.spec.lifetime;
+    for (const slot of slotOrder(challengeName, this.o.maxSessionsPerUser)) {
+      const name = sessionName(caller.user, slot);
+      const body = {
+        apiVersion: API_VERSION,
+        kind: SESSION_KIND,
+        metadata: {
+          name,
+          namespace: this.o.caches.namespace,
+          labels: sessionLabels({ metadata: { name }, spec: { challenge: challengeName, user: caller.user } }),
+          annotations: { [ANNOTATION_EXPIRES_AT]: formatExpiry(initialExpiry({ lifetime }, now)) },
+        },
+        spec: { challenge: challengeName, user: caller.user, ...(caller.team ? { team: caller.team } : {}) },
+      };
+      try {
+        const created = await this.o.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, body });
+        this.o.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
+        return { created: true, session: this.view(sessionSchema.parse(created)) };
+      } catch (err) {
+        if (classifyError(err).kind !== 'AlreadyExists') throw err;
+      }
+      const occupant = await this.readLive(name);
+      if (occupant && occupant.spec.user === caller.user && occupant.spec.challenge === challengeName && !occupant.metadata.deletionTimestamp) {
+        return { created: false, session: this.view(occupant) };
+      }
+    }
+    throw new DomainError('LimitReached', `at most ${this.o.maxSessionsPerUser} sessions at a time; stop one first`);
+  }
+
+  private async readLive(name: string): Promise<ChallengeSession | undefined> {
+    try {
+      const raw = await this.o.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, name });
+      return sessionSchema.parse(raw);
+    } catch (err) {
+      if (classifyError(err).kind === 'NotFound') return undefined;
+      throw err;
+    }
+  }
+
+  list(caller: Caller, all = false): SessionView[] {
+    const sessions = caller.admin && all ? this.o.caches.allSessions().filter((s) => !s.metadata.deletionTimestamp) : this.ownSessions(caller);
+    return sessions.map((s) => this.view(s)).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  get(caller: Caller, id: string): SessionView {
+    return this.view(this.visible(caller, id));
+  }
+
+  async waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView> {
+    const settled = (v: SessionView) => v.phase === 'Running' || v.phase === 'Failed' || v.phase === 'Expired';
+    const first = this.get(caller, id);
+    if (settled(first) || timeoutMs <= 0) return first;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.changes.off(id, check);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const check = () => {
+        const p = this.o.caches.session(id);
+        if (!p?.ok || settled(this.view(p.value))) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.changes.on(id, check);
+      signal?.addEventListener('abort', done);
+    });
+    return this.get(caller, id);
+  }
+
+  async stop(caller: Caller, id: string): Promise<void> {
+    const s = this.visible(caller, id);
+    try {
+      await this.o.writer.deleteSession(this.o.caches.namespace, id, s.metadata.uid);
+    } catch (err) {
+      const kind = classifyError(err).kind;
+      if (kind === 'NotFound' || kind === 'Conflict') throw new DomainError('NotFound', `session ${id} not found`);
+      throw err;
+    }
+    this.o.metrics.sessionsEnded.inc({ reason: 'deleted' });
+    this.o.log.info({ session: id, byAdmin: caller.admin && s.spec.user !== caller.user }, 'Deleted ChallengeSession');
+  }
+
+  async extend(caller: Caller, id: string): Promise<SessionView> {
+    this.visible(caller, id);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const live = await this.readLive(id);
+      if (!live || live.metadata.deletionTimestamp || (!caller.admin && live.spec.user !== caller.user)) throw new DomainError('NotFound', `session ${id} not found`);
+      const eff = effectiveRuntime(live, this.challengeOf(live.spec.challenge));
+      if (!eff) throw new DomainError('Invalid', `challenge ${live.spec.challenge} no longer exists`);
+      const next = extendedExpiry(live, eff.runtime, this.now());
+      if ('error' in next) {
+        this.o.metrics.extensions.inc({ result: 'refused' });
+        throw new DomainError('MaxLifetime', next.error === 'Expired' ? 'the session has expired' : 'the session is already at its maximum lifetime');
+      }
+      try {
+        await this.o.writer.patchSessionMetadata(this.o.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: formatExpiry(next.at) } } }, live.metadata.resourceVersion);
+        this.o.metrics.extensions.inc({ result: 'extended' });
+        this.o.log.info({ session: id, expiresAt: formatExpiry(next.at) }, 'Extended ChallengeSession');
+        return { ...this.view(live), expiresAt: formatExpiry(next.at) };
+      } catch (err) {
+        if (classifyError(err).kind !== 'Conflict') throw err;
+      }
+    }
+    throw new DomainError('Unavailable', 'the session is changing too fast; try again');
+  }
+
+  async submitFlag(caller: Caller, target: FlagTarget, flag: string): Promise<FlagResult> {
+    let own: ChallengeSession | undefined;
+    let challengeName: string;
+    if ('sessionId' in target) {
+      own = this.visible({ ...caller, admin: false }, target.sessionId);
+      challengeName = own.spec.challenge;
+    } else {
+      challengeName = target.challenge;
+      if (!this.challengeOf(challengeName)) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
+      own = this.ownSessions(caller).find((s) => s.spec.challenge === challengeName);
+    }
+    const correct = own ? await this.check(own, flag) : false;
+    if (correct && own) {
+      this.o.metrics.flagSubmissions.inc({ result: 'correct' });
+      await this.recordSolve(own);
+      return { correct: true };
+    }
+    const owner = this.flags.ownerOf(challengeName, flag);
+    if (owner && owner.spec.user !== caller.user) {
+      this.o.metrics.flagSubmissions.inc({ result: 'shared' });
+      this.o.metrics.flagSharing.inc();
+      this.o.log.warn({ challenge: challengeName, flagOwnerSession: owner.metadata.name, submitterSession: own?.metadata.name, submitterHash: userHash(caller.user) }, 'Suspected flag sharing');
+      const message = `User ${caller.user}${own ? ` (session ${own.metadata.name})` : ''} submitted the flag of session ${owner.metadata.name} (user ${owner.spec.user})`;
+      await this.o.writer.event(sessionRef(owner), 'Warning', 'FlagShared', message, own ? sessionRef(own) : undefined).catch(() => undefined);
+    } else {
+      this.o.metrics.flagSubmissions.inc({ result: 'wrong' });
+    }
+    return { correct: false };
+  }
+
+  private async check(s: ChallengeSession, flag: string): Promise<boolean> {
+    const eff = effectiveRuntime(s, this.challengeOf(s.spec.challenge));
+    if (!eff || !s.metadata.uid) return false;
+    const dyn = eff.runtime.flag.dynamic;
+    if (dyn) return verifyFlag(deriveFlag(this.o.flagKey, { challenge: s.spec.challenge, sessionUid: s.metadata.uid, user: s.spec.user }, dyn), flag);
+    const ref = eff.runtime.flag.static?.secretRef;
+    if (!ref) return false;
+    const expected = await this.flags.staticFlag(this.o.kube, this.o.caches.namespace, ref.name, ref.key);
+    return expected !== undefined && verifyFlag(expected, flag);
+  }
+
+  /** Records the first solve; a conflict means someone else wrote first, so re-read and retry. */
+  private async recordSolve(s: ChallengeSession): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const live = await this.readLive(s.metadata.name);
+      if (!live || live.status?.solved) return;
+      try {
+        await this.o.kube.custom.patchNamespacedCustomObjectStatus(
+          {
+            group: GROUP,
+            version: VERSION,
+            namespace: this.o.caches.namespace,
+            plural: SESSION_PLURAL,
+            name: s.metadata.name,
+            body: [
+              { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
+              { op: 'add', path: '/status', value: { ...(live.status ?? {}), solved: true, solvedAt: formatTimestamp(this.now()) } },
+            ],
+          },
+        );
+        this.o.log.info({ session: s.metadata.name, challenge: s.spec.challenge }, 'Solved');
+        return;
+      } catch (err) {
+        const kind = classifyError(err).kind;
+        if (kind !== 'Conflict' && kind !== 'Invalid') throw err;
+      }
+    }
+  }
+
+  async ready(): Promise<boolean> {
+    if (!this.o.caches.synced()) return false;
+    if (Date.now() < this.apiserverOkUntil) return true;
+    try {
+      await getJson(this.o.kube.kc, '/version', 2000);
+      this.apiserverOkUntil = Date.now() + 2000;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import type { Endpoint, Phase } from '../api/session.js';
+
+/**
+ * The player-facing domain: what the HTTP layer may ask of sessions and challenges. Reads come
+ * from the informer caches; the only writes are ChallengeSession objects.
+ */
+
+export interface Caller {
+  user: string;
+  team?: string;
+  admin: boolean;
+}
+
+export interface CatalogueEntry {
+  name: string;
+  title: string;
+  description: string;
+  category: string;
+  points: number;
+  tags: string[];
+  protocols: ('http' | 'tcp')[];
+  lifetimeSeconds: number;
+  maxLifetimeSeconds: number;
+}
+
+export interface SessionView {
+  id: string;
+  challenge: string;
+  user: string;
+  phase: Phase;
+  ready: boolean;
+  reason?: string;
+  message?: string;
+  createdAt: string;
+  expiresAt: string;
+  endpoints: Endpoint[];
+  solved: boolean;
+  solvedAt?: string;
+}
+
+export type FlagTarget = { sessionId: string } | { challenge: string };
+
+export interface FlagResult {
+  correct: boolean;
+}
+
+/** Domain errors the HTTP layer maps to problem responses. */
+export class DomainError extends Error {
+  constructor(
+    readonly kind: 'NotFound' | 'LimitReached' | 'Disabled' | 'MaxLifetime' | 'Invalid' | 'Unavailable' | 'RateLimited',
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface SessionService {
+  catalogue(): CatalogueEntry[];
+  /** Idempotent: an active session of the same challenge is returned with created=false. */
+  spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }>;
+  /** The caller's sessions; all sessions for admins when `all` is set. */
+  list(caller: Caller, all?: boolean): SessionView[];
+  /** NotFound for another user's session (admins see all). */
+  get(caller: Caller, id: string): SessionView;
+  /** Resolves when the session is ready or failed, or after `timeoutMs` with its current view. */
+  waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView>;
+  stop(caller: Caller, id: string): Promise<void>;
+  extend(caller: Caller, id: string): Promise<SessionView>;
+  submitFlag(caller: Caller, target: FlagTarget, flag: string): Promise<FlagResult>;
+  /** Caches synced and the apiserver reachable. */
+  ready(): Promise<boolean>;
+}
