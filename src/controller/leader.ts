@@ -10,6 +10,15 @@ import { classifyError } from '../kube/errors.js';
  * win: the apiserver rejects the loser with a conflict.
  */
 
+/**
+ * MicroTime fields must carry exactly six fractional digits; client-node serialises a Date with
+ * three, which the apiserver refuses. A string passes through its serialiser untouched.
+ */
+function microTime(d: Date | string | undefined): Date {
+  const date = d === undefined ? new Date() : new Date(d);
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z') as unknown as Date;
+}
+
 export interface LeaderOptions {
   coord: CoordinationV1Api;
   namespace: string;
@@ -96,7 +105,7 @@ export class LeaderElector {
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {
-    const now = new Date();
+    const now = microTime(undefined);
     const lease = await this.read();
     const leaseSeconds = Math.ceil(this.leaseMs / 1000);
     if (!lease) {
@@ -131,7 +140,7 @@ export class LeaderElector {
         holderIdentity: this.o.identity,
         leaseDurationSeconds: leaseSeconds,
         renewTime: now,
-        acquireTime: takeover ? now : spec.acquireTime,
+        acquireTime: takeover ? now : microTime(spec.acquireTime),
         leaseTransitions: (spec.leaseTransitions ?? 0) + (takeover && holder !== '' ? 1 : 0),
       },
     };
@@ -147,11 +156,11 @@ export class LeaderElector {
   private async release(): Promise<void> {
     const lease = await this.read();
     if (lease?.spec?.holderIdentity !== this.o.identity) return;
-    const now = new Date();
+    const now = microTime(undefined);
     await this.o.coord.replaceNamespacedLease({
       name: this.o.name,
       namespace: this.o.namespace,
-      body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: now } },
+      body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: now, acquireTime: microTime(lease.spec.acquireTime) } },
     });
   }
 }
