@@ -145,6 +145,7 @@ export class Informer<T extends ObjectMetaLike> {
     while (!this.stopped) {
       try {
         if (!this.resourceVersion) await this.relist();
+        if (this.stopped) break;
         await this.watchOnce();
         backoff = 250;
       } catch (err) {

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { Informer } from '../../src/kube/informer.js';
+import { pagedList } from '../../src/kube/raw.js';
+import { useCluster, waitUntil } from '../support/kube.js';
+
+const cluster = useCluster(import.meta.filename);
+
+function configMapInformer(stallMs?: number) {
+  const path = `/api/v1/namespaces/${cluster.namespace}/configmaps`;
+  const warnings: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) });
+  const inf = new Informer<V1ConfigMap>({ name: 'cm', kc: cluster.kube.kc, path, list: pagedList(cluster.kube.kc, path, undefined, 2), log, stallMs });
+  return { inf, warnings };
+}
+
+describe('Informer', () => {
+  it('lists across pages, then follows adds, updates and deletes from the watch', async () => {
+    for (const n of ['a', 'b', 'c']) await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: `pre-${n}` } } });
+    const { inf } = configMapInformer();
+    const events: string[] = [];
+    inf.on('add', (o) => events.push(`add ${o.metadata?.name}`));
+    inf.on('update', (o) => events.push(`update ${o.metadata?.name}`));
+    inf.on('delete', (o) => events.push(`delete ${o.metadata?.name}`));
+    await inf.start();
+    expect(inf.list().map((o) => o.metadata?.name)).toEqual(expect.arrayContaining(['pre-a', 'pre-b', 'pre-c']));
+    await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: 'live' }, data: { v: '1' } } });
+    await cluster.kube.core.patchNamespacedConfigMap({ name: 'live', namespace: cluster.namespace, body: [{ op: 'replace', path: '/data/v', value: '2' }] });
+    await cluster.kube.core.deleteNamespacedConfigMap({ name: 'pre-a', namespace: cluster.namespace });
+    await waitUntil('watch events', () => events.includes('delete pre-a') && events.includes('update live'));
+    expect(inf.get(`${cluster.namespace}/live`)?.data?.v).toBe('2');
+    expect(inf.get(`${cluster.namespace}/pre-a`)).toBeUndefined();
+    await inf.stop();
+  });
+
+  it('detects a silent watch, restarts it and misses nothing', async () => {
+    const { inf, warnings } = configMapInformer(800);
+    await inf.start();
+    await waitUntil('a stall to be detected', () => warnings.some((w) => w.includes('Watch went silent')), 10_000);
+    await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: 'after-stall' } } });
+    await waitUntil('the object created after the stall', () => inf.get(`${cluster.namespace}/after-stall`));
+    await inf.stop();
+  });
+
+  it('relists when the watch is forced to restart without a resource version', async () => {
+    const { inf } = configMapInformer();
+    await inf.start();
+    const deletes: string[] = [];
+    inf.on('delete', (o) => deletes.push(o.metadata?.name ?? ''));
+    await inf.stop();
+    // Changes while stopped are found by the relist at the next start.
+    await cluster.kube.core.deleteNamespacedConfigMap({ name: 'pre-b', namespace: cluster.namespace });
+    inf.restartWatch(true);
+    await inf.start();
+    await waitUntil('the delete made while stopped', () => deletes.includes('pre-b'));
+    await inf.stop();
+  });
+});
