@@ -188,7 +188,7 @@ export class Informer<T extends ObjectMetaLike> {
         clearInterval(watchdog);
         this.abortCurrent = undefined;
         abort?.abort();
-        if (err) reject(err instanceof Error ? err : Object.assign(new Error('watch failed'), err as object));
+        if (err) reject(err instanceof Error ? err : Object.assign(new Error('watch failed'), err));
         else resolve();
       };
       this.lastActivity = Date.now();

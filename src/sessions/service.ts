@@ -146,7 +146,7 @@ export class KubeSessionService implements SessionService {
         spec: { challenge: challengeName, user: caller.user, ...(caller.team ? { team: caller.team } : {}) },
       };
       try {
-        const created = await this.o.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, body });
+        const created: unknown = await this.o.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, body });
         this.o.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
         return { created: true, session: this.view(sessionSchema.parse(created)) };
       } catch (err) {
@@ -162,7 +162,7 @@ export class KubeSessionService implements SessionService {
 
   private async readLive(name: string): Promise<ChallengeSession | undefined> {
     try {
-      const raw = await this.o.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, name });
+      const raw: unknown = await this.o.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, name });
       return sessionSchema.parse(raw);
     } catch (err) {
       if (classifyError(err).kind === 'NotFound') return undefined;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiException, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { CHALLENGE_PLURAL, GROUP, LABEL_CHALLENGE, LABEL_SESSION, LABEL_USER_HASH, VERSION } from '../../src/api/group.js';
 import type { ChallengeSession } from '../../src/api/session.js';
 import type { Engine } from '../../src/engine.js';
@@ -223,7 +223,7 @@ describe('session reconcile', () => {
   it('never runs a session pod as root or with a service-account token', async () => {
     const pods = await cluster.kube.core.listNamespacedPod({ namespace: cluster.namespace, labelSelector: LABEL_SESSION });
     expect(pods.items.length).toBeGreaterThan(0);
-    for (const p of pods.items as V1Pod[]) {
+    for (const p of pods.items) {
       expect(p.spec?.automountServiceAccountToken).toBe(false);
       expect(p.spec?.securityContext?.runAsNonRoot).toBe(true);
       expect(p.spec?.securityContext?.runAsUser).not.toBe(0);
