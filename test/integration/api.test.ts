@@ -1,0 +1,216 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { buildApp } from '../../src/http/app.js';
+import { createTokenIssuer, createTokenVerifier } from '../../src/http/auth.js';
+import { Caches } from '../../src/controller/caches.js';
+import { KubeSessionService } from '../../src/sessions/service.js';
+import { createMetrics } from '../../src/metrics.js';
+import type { Engine } from '../../src/engine.js';
+import { useCluster, waitUntil } from '../support/kube.js';
+import { installSamples, listSessions, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
+
+/** The player API over the real service, caches and controller (two API replicas, one controller). */
+const cluster = useCluster(import.meta.filename);
+let engine: Engine;
+const apis: { app: FastifyInstance; caches: Caches; metrics: ReturnType<typeof createMetrics> }[] = [];
+const issuer = createTokenIssuer(TEST_TOKEN_SECRET);
+const auth = async (user: string, admin = false) => ({ authorization: `Bearer ${await issuer.issue({ user, admin, ttlSeconds: 600 })}` });
+
+async function api(i = 0) {
+  const a = apis[i];
+  if (!a) throw new Error('no api');
+  return a.app;
+}
+
+beforeAll(async () => {
+  await installSamples(cluster.kube, cluster.namespace);
+  await cluster.kubectl('create', 'secret', 'generic', 'crypto-baby-rsa-flag', '--from-literal=flag=CTF{static_flag_for_tests}');
+  ({ engine } = await startTestEngine(cluster.kubeconfig, cluster.namespace, { CTF_MAX_SESSIONS_PER_USER: '3' }));
+  for (let i = 0; i < 2; i++) {
+    const log = pino({ level: 'silent' });
+    const metrics = createMetrics();
+    const caches = new Caches(engine.kube, cluster.namespace, log);
+    await caches.start();
+    const service = new KubeSessionService({ kube: engine.kube, caches, writer: engine.writer, log, metrics, flagKey: engine.flagKey, maxSessionsPerUser: 3 });
+    const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: { wrongFlagsPerMinutePerUser: 100, wrongFlagsPerMinutePerSession: 100 } });
+    apis.push({ app, caches, metrics });
+  }
+});
+
+afterAll(async () => {
+  for (const a of apis) {
+    await a.app.close();
+    await a.caches.stop();
+  }
+  await engine?.stop();
+});
+
+async function flagOf(sessionId: string): Promise<string> {
+  const s = await cluster.kube.core.readNamespacedSecret({ name: `${sessionId}-flag`, namespace: cluster.namespace });
+  return Buffer.from(s.data?.flag ?? '', 'base64').toString();
+}
+
+describe('player journey', () => {
+  it('lists, spawns, waits, submits wrong and right flags, sees solved, extends and stops', async () => {
+    const app = await api();
+    const h = await auth('alice');
+    const cat = await app.inject({ method: 'GET', url: '/api/challenges', headers: h });
+    expect(cat.statusCode).toBe(200);
+    const names = (cat.json() as { challenges: { name: string }[] }).challenges.map((c) => c.name);
+    expect(names).toEqual(expect.arrayContaining(['web-notes', 'pwn-echo', 'sql-two-tier']));
+    expect(cat.body).not.toMatch(/secretRef|flag-key|CTF\{/);
+
+    const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
+    expect(spawn.statusCode).toBe(201);
+    const id = (spawn.json() as { session: { id: string } }).session.id;
+    const again = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
+    expect(again.statusCode).toBe(200);
+    expect((again.json() as { session: { id: string } }).session.id).toBe(id);
+
+    const waited = await app.inject({ method: 'GET', url: `/api/sessions/${id}?wait=20`, headers: h });
+    const view = (waited.json() as { session: { phase: string; ready: boolean; endpoints: { host: string; port: number }[]; expiresAt: string } }).session;
+    expect(view).toMatchObject({ phase: 'Running', ready: true });
+    expect(view.endpoints[0]).toMatchObject({ host: `${id}.${cluster.namespace}.svc.cluster.local`, port: 8080 });
+
+    const wrong = await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { sessionId: id, flag: 'CTF{nope}' } });
+    expect(wrong.json()).toEqual({ correct: false });
+    const flag = await flagOf(id);
+    const right = await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { sessionId: id, flag } });
+    expect(right.json()).toEqual({ correct: true });
+    const solved = await waitUntil('solved visible', async () => {
+      const r = await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h });
+      const s = (r.json() as { session: { solved: boolean; solvedAt?: string } }).session;
+      return s.solved ? s : undefined;
+    });
+    expect(solved.solvedAt).toBeTruthy();
+    // solving twice keeps the first time
+    await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { challenge: 'web-notes', flag } });
+    await new Promise((r) => setTimeout(r, 300));
+    const later = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json() as { session: { solvedAt?: string } };
+    expect(later.session.solvedAt).toBe(solved.solvedAt);
+
+    const ext = await app.inject({ method: 'POST', url: `/api/sessions/${id}/extend`, headers: h });
+    expect(ext.statusCode).toBe(200);
+    const extended = (ext.json() as { session: { expiresAt: string } }).session.expiresAt;
+    expect(Date.parse(extended) - Date.parse(view.expiresAt)).toBe(30 * 60_000);
+
+    const stop = await app.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: h });
+    expect(stop.statusCode).toBe(204);
+    await waitUntil('session gone from the API', async () => (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).statusCode === 404);
+  });
+
+  it('verifies a static flag read from the referenced Secret', async () => {
+    const app = await api();
+    const h = await auth('stan');
+    const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'crypto-baby-rsa' } });
+    expect(spawn.statusCode).toBe(201);
+    const id = (spawn.json() as { session: { id: string } }).session.id;
+    await waitUntil('flag secret', async () => (await flagOf(id).catch(() => '')) === 'CTF{static_flag_for_tests}');
+    expect((await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { sessionId: id, flag: 'CTF{static_flag_for_tests}' } })).json()).toEqual({ correct: true });
+  });
+});
+
+describe('authorisation', () => {
+  it('hides other users\u2019 sessions (404), lets admins list and stop them, and rejects bad tokens (401)', async () => {
+    const app = await api();
+    const owner = await auth('olivia');
+    const other = await auth('mallory');
+    const admin = await auth('root-admin', true);
+    const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: owner, payload: { challenge: 'pwn-echo' } });
+    const id = (spawn.json() as { session: { id: string } }).session.id;
+    for (const req of [
+      { method: 'GET' as const, url: `/api/sessions/${id}` },
+      { method: 'POST' as const, url: `/api/sessions/${id}/extend` },
+      { method: 'DELETE' as const, url: `/api/challenges/${id}` },
+    ]) {
+      const r = await app.inject({ ...req, headers: other });
+      expect(r.statusCode, `${req.method} ${req.url}`).toBe(404);
+    }
+    const sub = await app.inject({ method: 'POST', url: '/api/flags', headers: other, payload: { sessionId: id, flag: 'x' } });
+    expect(sub.statusCode).toBe(404);
+    expect((await app.inject({ method: 'GET', url: '/api/sessions', headers: other })).json()).toEqual({ sessions: [] });
+    expect(((await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: other })).json() as { sessions: unknown[] }).sessions).toEqual([]);
+    const all = (await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: admin })).json() as { sessions: { id: string }[] };
+    expect(all.sessions.map((s) => s.id)).toContain(id);
+    expect((await app.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: admin })).statusCode).toBe(204);
+
+    const expired = `Bearer ${await createTokenIssuer(TEST_TOKEN_SECRET, () => new Date(Date.now() - 3600_000)).issue({ user: 'olivia', ttlSeconds: 60 })}`;
+    const forged = `Bearer ${await createTokenIssuer('another-secret-that-is-long-enough-123456').issue({ user: 'olivia', ttlSeconds: 60 })}`;
+    for (const authorization of [undefined, 'Bearer', 'Bearer not.a.jwt', expired, forged]) {
+      const r = await app.inject({ method: 'GET', url: '/api/sessions', headers: authorization ? { authorization } : {} });
+      expect(r.statusCode, String(authorization)).toBe(401);
+      expect(r.headers['content-type']).toMatch(/application\/problem\+json/);
+    }
+  });
+});
+
+describe('limits under concurrency', () => {
+  it('creates exactly one session for 50 concurrent spawns of one challenge across two replicas', async () => {
+    const h = await auth('racer-one');
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => (await api(i % 2)).inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } })),
+    );
+    const ids = new Set(results.map((r) => (r.json() as { session: { id: string } }).session.id));
+    expect(ids.size).toBe(1);
+    expect(results.filter((r) => r.statusCode === 201)).toHaveLength(1);
+    expect(results.every((r) => r.statusCode === 201 || r.statusCode === 200)).toBe(true);
+    const stored = (await listSessions(cluster.kube, cluster.namespace)).filter((s) => s.spec.user === 'racer-one');
+    expect(stored).toHaveLength(1);
+  });
+
+  it('creates exactly the per-user limit for 50 concurrent spawns of many challenges across two replicas', async () => {
+    const h = await auth('racer-many');
+    const challenges = ['web-notes', 'pwn-echo', 'sql-two-tier', 'crypto-baby-rsa'];
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) =>
+        (await api(i % 2)).inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: challenges[i % challenges.length] } }),
+      ),
+    );
+    const stored = (await listSessions(cluster.kube, cluster.namespace)).filter((s) => s.spec.user === 'racer-many');
+    expect(stored).toHaveLength(3);
+    expect(new Set(stored.map((s) => s.spec.challenge)).size).toBe(3);
+    expect(results.filter((r) => r.statusCode === 201)).toHaveLength(3);
+    expect(results.filter((r) => r.statusCode === 429).length).toBeGreaterThan(0);
+    expect(results.every((r) => [200, 201, 429].includes(r.statusCode))).toBe(true);
+  });
+});
+
+describe('flag sharing', () => {
+  it('treats another user\u2019s flag as wrong and records it (metric, Event naming both sessions)', async () => {
+    const app = await api();
+    const a = await auth('sharer-a');
+    const b = await auth('sharer-b');
+    const sa = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: a, payload: { challenge: 'sql-two-tier' } })).json() as { session: { id: string } }).session.id;
+    const sb = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: b, payload: { challenge: 'sql-two-tier' } })).json() as { session: { id: string } }).session.id;
+    await waitUntil('both provisioned', async () => (await flagOf(sa).catch(() => '')) !== '' && (await flagOf(sb).catch(() => '')) !== '');
+    await waitUntil('both cached with uids', () => apis[0]?.caches.session(sa)?.ok && apis[0]?.caches.session(sb)?.ok);
+    const flagA = await flagOf(sa);
+    const r = await app.inject({ method: 'POST', url: '/api/flags', headers: b, payload: { sessionId: sb, flag: flagA } });
+    expect(r.json()).toEqual({ correct: false });
+    const metrics = await apis[0]?.metrics.registry.getSingleMetricAsString('challenge_engine_flag_sharing_suspected_total');
+    expect(metrics).toMatch(/challenge_engine_flag_sharing_suspected_total 1/);
+    const ev = await waitUntil('FlagShared event', async () => {
+      const list = await cluster.kube.core.listNamespacedEvent({ namespace: cluster.namespace, fieldSelector: `involvedObject.name=${sa}` });
+      return list.items.find((e) => e.reason === 'FlagShared');
+    });
+    expect(ev.message).toContain(sa);
+    expect(ev.message).toContain(sb);
+    expect(ev.related?.name).toBe(sb);
+    // B's own session stays unsolved
+    const bView = (await app.inject({ method: 'GET', url: `/api/sessions/${sb}`, headers: b })).json() as { session: { solved: boolean } };
+    expect(bView.session.solved).toBe(false);
+  });
+});
+
+describe('operations', () => {
+  it('serves health, readiness, metrics and the OpenAPI document', async () => {
+    const app = await api();
+    expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    const m = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(m.body).toContain('http_request_duration_seconds');
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/challenges', '/api/sessions', '/api/flags', '/api/flags/batch']));
+  });
+});
