@@ -35,7 +35,9 @@ const envSchema = z.object({
   CTF_EXTRA_FORBIDDEN_CIDRS: z.string().optional(),
   CTF_MAX_SESSIONS_PER_USER: int(1, 100).default(3),
   CTF_RECONCILE_CONCURRENCY: int(1, 256).default(16),
-  CTF_RESYNC_SECONDS: int(10, 86_400).default(600),
+  CTF_RESYNC_SECONDS: int(1, 86_400).default(600),
+  CTF_WATCH_TIMEOUT_SECONDS: int(5, 3600).optional(),
+  CTF_WATCH_STALL_SECONDS: int(2, 7200).optional(),
   CTF_LEADER_ELECTION: bool.default(true),
   CTF_LEASE_NAME: z.string().default('challenge-engine-controller'),
   CTF_LEASE_SECONDS: int(2, 300).default(15),
@@ -62,6 +64,8 @@ export interface Config {
   maxSessionsPerUser: number;
   reconcileConcurrency: number;
   resyncMs: number;
+  /** Server-side watch timeout (default 240-300 s, randomised) and the silence after which a watch is restarted. */
+  watch: { timeoutSeconds?: number; stallMs?: number };
   leaderElection: boolean;
   leaseName: string;
   leaseMs: number;
@@ -103,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     maxSessionsPerUser: e.CTF_MAX_SESSIONS_PER_USER,
     reconcileConcurrency: e.CTF_RECONCILE_CONCURRENCY,
     resyncMs: e.CTF_RESYNC_SECONDS * 1000,
+    watch: { timeoutSeconds: e.CTF_WATCH_TIMEOUT_SECONDS, stallMs: e.CTF_WATCH_STALL_SECONDS === undefined ? undefined : e.CTF_WATCH_STALL_SECONDS * 1000 },
     leaderElection: e.CTF_LEADER_ELECTION,
     leaseName: e.CTF_LEASE_NAME,
     leaseMs: e.CTF_LEASE_SECONDS * 1000,

@@ -49,7 +49,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   const metrics = opts.metrics ?? createMetrics();
   const flagKey = await loadFlagKey(kube, config);
   const writer = createWriter(kube, { component: 'challenge-engine', instance: config.identity });
-  const caches = new Caches(kube, config.namespace, log, metrics);
+  const caches = new Caches(kube, config.namespace, log, metrics, config.watch);
   await caches.start();
   log.info({ namespace: config.namespace, sessions: caches.sessions.list().length, challenges: caches.challenges.list().length }, 'Caches synced');
 
@@ -61,6 +61,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     metrics,
     concurrency: config.reconcileConcurrency,
     resyncMs: config.resyncMs,
+    watch: config.watch,
     context: {
       flagKey,
       readStaticFlag: async (name, key) => {

@@ -27,6 +27,7 @@ export class Caches {
     readonly namespace: string,
     log: Logger,
     metrics?: Metrics,
+    watch: { timeoutSeconds?: number; stallMs?: number } = {},
   ) {
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
     const mk = (plural: string) =>
@@ -36,6 +37,8 @@ export class Caches {
         path: `${base}/${plural}`,
         list: pagedList<Raw>(kube.kc, `${base}/${plural}`),
         log,
+        watchTimeoutSeconds: watch.timeoutSeconds,
+        stallMs: watch.stallMs,
         onRelist: () => metrics?.informerRelists.inc({ informer: plural }),
         onError: () => metrics?.informerErrors.inc({ informer: plural }),
       });

@@ -29,6 +29,7 @@ export interface SessionControllerOptions {
   metrics: Metrics;
   concurrency: number;
   resyncMs: number;
+  watch?: { timeoutSeconds?: number; stallMs?: number };
   context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
 }
 
@@ -81,6 +82,8 @@ export class SessionController {
         labelSelector: selector,
         list: pagedList<T>(kube.kc, path, selector),
         log,
+        watchTimeoutSeconds: this.o.watch?.timeoutSeconds,
+        stallMs: this.o.watch?.stallMs,
         onRelist: () => metrics.informerRelists.inc({ informer: name }),
         onError: () => metrics.informerErrors.inc({ informer: name }),
       });
