@@ -51,6 +51,9 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   const writer = createWriter(kube, { component: 'challenge-engine', instance: config.identity });
   const caches = new Caches(kube, config.namespace, log, metrics, config.watch);
   await caches.start();
+  metrics.setSessionSource(function* () {
+    for (const s of caches.allSessions()) yield { challenge: s.spec.challenge, phase: s.status?.phase ?? 'Pending' };
+  });
   log.info({ namespace: config.namespace, sessions: caches.sessions.list().length, challenges: caches.challenges.list().length }, 'Caches synced');
 
   const controller = new SessionController({

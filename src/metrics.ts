@@ -4,8 +4,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * All metrics of one engine process, on a registry of its own (no globals, so tests can run
  * several engines in one process). Names follow controller-runtime and client-go where they exist.
  */
+export type SessionSource = () => Iterable<{ challenge: string; phase: string }>;
+
 export function createMetrics() {
   const registry = new Registry();
+  // Sessions by challenge and phase are counted from the cache at scrape time, so the gauge is
+  // always exact and costs nothing between scrapes.
+  let sessionSource: SessionSource | undefined;
   collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
@@ -39,7 +44,29 @@ export function createMetrics() {
     leader: new Gauge({ name: 'leader_election_master_status', help: '1 while this process holds the lease', labelNames: ['name'], registers: r }),
     informerRelists: new Counter({ name: 'challenge_engine_informer_relists_total', help: 'Full relists per informer', labelNames: ['informer'], registers: r }),
     informerErrors: new Counter({ name: 'challenge_engine_informer_errors_total', help: 'Watch failures per informer', labelNames: ['informer'], registers: r }),
-    sessions: new Gauge({ name: 'challenge_engine_sessions', help: 'Sessions by challenge and phase', labelNames: ['challenge', 'phase'], registers: r }),
+    sessions: new Gauge({
+      name: 'challenge_engine_sessions',
+      help: 'Sessions by challenge and phase',
+      labelNames: ['challenge', 'phase'],
+      registers: r,
+      collect() {
+        if (!sessionSource) return;
+        const counts = new Map<string, number>();
+        for (const s of sessionSource()) {
+          const key = `${s.challenge}\u0000${s.phase}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        this.reset();
+        for (const [key, n] of counts) {
+          const [challenge = '', phase = ''] = key.split('\u0000');
+          this.set({ challenge, phase }, n);
+        }
+      },
+    }),
+    /** Where the sessions gauge counts from (the informer cache). */
+    setSessionSource(source: SessionSource): void {
+      sessionSource = source;
+    },
     spawnToReady: new Histogram({
       name: 'challenge_engine_spawn_to_ready_seconds',
       help: 'Time from session creation to Running',

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
@@ -157,7 +158,8 @@ export class SessionController {
     if (!children) return {};
     const end = this.o.metrics.reconcileTime.startTimer({ controller: CONTROLLER });
     try {
-      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, log: this.o.log, metrics: this.o.metrics }, name);
+      const log = this.o.log.child({ controller: CONTROLLER, session: name, reconcileID: randomUUID() });
+      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, log, metrics: this.o.metrics }, name);
       this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: out.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
       return out;
     } catch (err) {

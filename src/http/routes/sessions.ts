@@ -1,0 +1,107 @@
+import type { ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { DomainError, type Caller, type SessionService, type SessionView } from '../../sessions/types.js';
+import { callerOf } from '../auth.js';
+import { HttpProblem, problemResponses } from '../problem.js';
+import { documented, queryBoolean, sessionEnvelope, sessionIdSchema, sessionViewSchema } from '../schemas.js';
+import { BEARER, type ZodApp } from '../types.js';
+
+export const MAX_WAIT_SECONDS = 60;
+
+const waitSeconds = z
+  .string()
+  .regex(/^[0-9]{1,2}$/, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`)
+  .transform(Number)
+  .pipe(z.number().max(MAX_WAIT_SECONDS, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`));
+
+/** Listing, reading (optionally long-polling until ready) and extending sessions. */
+export function sessionRoutes(app: ZodApp, service: SessionService, closing: AbortSignal): void {
+  app.get(
+    '/api/sessions',
+    {
+      schema: {
+        tags: ['sessions'],
+        summary: "List the caller's sessions",
+        description: 'Admins may pass all=true to list every session; players get their own either way.',
+        security: BEARER,
+        querystring: z.object({ all: documented(queryBoolean, 'Every session, not just the caller\'s (admins only; ignored for players)').optional() }),
+        response: { 200: documented(z.object({ sessions: z.array(sessionViewSchema) }), 'The sessions, newest state from the cache'), ...problemResponses(400, 401) },
+      },
+    },
+    (request) => {
+      const caller = callerOf(request);
+      return { sessions: service.list(caller, caller.admin && request.query.all === true) };
+    },
+  );
+
+  app.get(
+    '/api/sessions/:id',
+    {
+      schema: {
+        tags: ['sessions'],
+        summary: 'Read a session',
+        description: `With wait=N (0-${MAX_WAIT_SECONDS}) the reply is held until the session is ready or failed, or N seconds have passed.`,
+        security: BEARER,
+        params: z.object({ id: sessionIdSchema }),
+        querystring: z.object({ wait: documented(waitSeconds, `Seconds to wait for the session to become ready or fail (0-${MAX_WAIT_SECONDS})`).optional() }),
+        response: { 200: documented(sessionEnvelope, 'The session'), ...problemResponses(400, 401, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request);
+      const { id } = request.params;
+      const wait = request.query.wait ?? 0;
+      if (wait === 0) return { session: service.get(caller, id) };
+      return { session: await longPoll(service, caller, id, wait * 1000, reply.raw, closing) };
+    },
+  );
+
+  app.post(
+    '/api/sessions/:id/extend',
+    {
+      schema: {
+        tags: ['sessions'],
+        summary: "Extend a session's lifetime",
+        security: BEARER,
+        params: z.object({ id: sessionIdSchema }),
+        response: { 200: documented(sessionEnvelope, 'The session with its new expiry'), ...problemResponses(400, 401, 404, 409, 503) },
+      },
+    },
+    async (request) => ({ session: await service.extend(callerOf(request), request.params.id) }),
+  );
+}
+
+/**
+ * Waits through the service, giving up early when the client goes away (no one to answer) or the
+ * server is shutting down (answer with the current view rather than hold up the shutdown).
+ */
+async function longPoll(
+  service: SessionService,
+  caller: Caller,
+  id: string,
+  timeoutMs: number,
+  res: ServerResponse,
+  closing: AbortSignal,
+): Promise<SessionView> {
+  const controller = new AbortController();
+  let clientGone = false;
+  const onClose = () => {
+    if (res.writableEnded) return;
+    clientGone = true;
+    controller.abort();
+  };
+  const onClosing = () => controller.abort();
+  res.on('close', onClose);
+  closing.addEventListener('abort', onClosing, { once: true });
+  if (closing.aborted) controller.abort();
+  try {
+    return await service.waitReady(caller, id, timeoutMs, controller.signal);
+  } catch (err) {
+    if (err instanceof DomainError || !controller.signal.aborted) throw err;
+    if (clientGone) throw new HttpProblem(499, 'client-closed-request', 'the client closed the connection');
+    return service.get(caller, id);
+  } finally {
+    res.off('close', onClose);
+    closing.removeEventListener('abort', onClosing);
+  }
+}
