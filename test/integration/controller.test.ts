@@ -229,4 +229,33 @@ describe('session reconcile', () => {
       expect(p.spec?.securityContext?.runAsUser).not.toBe(0);
     }
   });
+
+  it('never writes a flag into the logs, and logs reconciles with ids in Kubernetes style', async () => {
+    const secrets = await cluster.kube.core.listNamespacedSecret({ namespace: cluster.namespace, labelSelector: LABEL_SESSION });
+    const flags = secrets.items.map((s) => Buffer.from(s.data?.flag ?? '', 'base64').toString()).filter((f) => f.length > 0);
+    expect(flags.length).toBeGreaterThan(2);
+    const all = logs.raw.join('\n');
+    for (const f of flags) expect(all).not.toContain(f);
+    const created = logs.lines.filter((l) => l.msg === 'Created Pod');
+    expect(created.length).toBeGreaterThan(0);
+    expect(created.every((l) => typeof l.reconcileID === 'string' && typeof l.session === 'string')).toBe(true);
+  });
+
+  it('explains a session to kubectl describe: conditions and Events', async () => {
+    const out = await cluster.kubectl('describe', 'challengesession', 'pull-a');
+    expect(out).toMatch(/Conditions:/);
+    expect(out).toMatch(/Reason:\s+ImagePullFailed/);
+    expect(out).toMatch(/Events:[\s\S]*Created[\s\S]*ImagePullFailed/);
+  });
+
+  it('exports controller-runtime and domain metrics', async () => {
+    const text = await engine.metrics.registry.metrics();
+    expect(text).toMatch(/challenge_engine_sessions\{challenge="web-notes",phase="Running"\} [1-9]/);
+    expect(text).toMatch(/challenge_engine_sessions\{challenge="web-notes",phase="Failed"\} [1-9]/);
+    expect(text).toMatch(/challenge_engine_spawn_to_ready_seconds_count [1-9]/);
+    expect(text).toMatch(/controller_runtime_reconcile_total\{controller="challengesession",result="requeue_after"\} [1-9]/);
+    expect(text).toMatch(/challenge_engine_sessions_ended_total\{reason="expired"\} [1-9]/);
+    expect(text).toMatch(/workqueue_adds_total\{name="challengesession"\} [1-9]/);
+    expect(text).toContain('process_resident_memory_bytes');
+  });
 });
