@@ -242,7 +242,11 @@ describe('session reconcile', () => {
   });
 
   it('explains a session to kubectl describe: conditions and Events', async () => {
-    const out = await cluster.kubectl('describe', 'challengesession', 'pull-a');
+    // Events are recorded after the status write; give the last one a moment.
+    const out = await waitUntil('the ImagePullFailed event', async () => {
+      const text = await cluster.kubectl('describe', 'challengesession', 'pull-a');
+      return /Warning\s+ImagePullFailed/.test(text) ? text : undefined;
+    });
     expect(out).toMatch(/Conditions:/);
     expect(out).toMatch(/Reason:\s+ImagePullFailed/);
     expect(out).toMatch(/Events:[\s\S]*Created[\s\S]*ImagePullFailed/);
