@@ -17,6 +17,7 @@ import { desiredService } from '../reconcile/service.js';
 import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-policy.js';
 import { computeStatus } from '../reconcile/status.js';
 import { mergePatch } from '../reconcile/merge-patch.js';
+import { Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { deriveFlag } from '../flags/derive.js';
 
@@ -80,8 +81,8 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
 
   if (!eff) {
     const problem = chal && !chal.ok
-      ? { reason: 'InvalidChallenge', message: `Challenge ${session.spec.challenge} is invalid: ${chal.error}` }
-      : { reason: 'UnknownChallenge', message: `Challenge ${session.spec.challenge} does not exist` };
+      ? { reason: Reason.InvalidChallenge, message: `Challenge ${session.spec.challenge} is invalid: ${chal.error}` }
+      : { reason: Reason.UnknownChallenge, message: `Challenge ${session.spec.challenge} does not exist` };
     await writeStatus(ctx, session, computeStatus({ session, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
     return { requeueAfterMs: untilExpiry };
   }
@@ -96,19 +97,29 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const names = childNames(session.metadata.name);
   const { policy, droppedCidrs } = desiredSessionPolicy(session, eff.runtime, ctx.network);
   const created: string[] = [];
-  await ensure(ctx, ctx.children.secrets, `${ns}/${names.secret}`, withSpecHash(desiredFlagSecret(session, flag)), created);
-  await ensure(ctx, ctx.children.policies, `${ns}/${names.networkPolicy}`, withSpecHash(policy), created);
-  await ensure(ctx, ctx.children.services, `${ns}/${names.service}`, withSpecHash(desiredService(session, eff.runtime)), created);
-  // Pods are created once and never updated: most of a pod spec is immutable, and a Challenge
-  // edit must not disturb running sessions.
   const podKey = `${ns}/${names.pod}`;
   let pod = ctx.children.pods.get(podKey);
-  if (!pod) {
-    pod = await ctx.writer.apply(withSpecHash(desiredPod(session, eff, ctx.pod)));
-    created.push('Pod');
-  } else if (!ownedBy(pod, session.metadata.uid)) {
-    // A pod of an earlier session with the same name is still terminating; try again shortly.
-    return { requeueAfterMs: 1_000 };
+  try {
+    await ensure(ctx, ctx.children.secrets, `${ns}/${names.secret}`, withSpecHash(desiredFlagSecret(session, flag)), created);
+    await ensure(ctx, ctx.children.policies, `${ns}/${names.networkPolicy}`, withSpecHash(policy), created);
+    await ensure(ctx, ctx.children.services, `${ns}/${names.service}`, withSpecHash(desiredService(session, eff.runtime)), created);
+    // Pods are created once and never updated: most of a pod spec is immutable, and a Challenge
+    // edit must not disturb running sessions.
+    if (!pod) {
+      pod = await ctx.writer.apply(withSpecHash(desiredPod(session, eff, ctx.pod)));
+      created.push('Pod');
+    } else if (!ownedBy(pod, session.metadata.uid)) {
+      // A pod of an earlier session with the same name is still terminating; try again shortly.
+      return { requeueAfterMs: 1_000 };
+    }
+  } catch (err) {
+    // The apiserver refused an object built from the Challenge (validation, admission): retrying
+    // cannot help until the Challenge changes, so say why in the status and check back slowly.
+    const e = classifyError(err);
+    if (e.kind !== 'Invalid' && e.kind !== 'Forbidden') throw err;
+    const problem = { reason: Reason.InvalidChallenge, message: `the apiserver rejected a child object: ${e.message}`.slice(0, 1000) };
+    await writeStatus(ctx, session, computeStatus({ session, runtime: eff, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
+    return { requeueAfterMs: Math.min(untilExpiry, 60_000) };
   }
   for (const kind of created) {
     void ctx.writer.event(sessionRef(session), 'Normal', 'Created', `Created ${kind} ${kind === 'Secret' ? names.secret : names.pod}`).catch(() => undefined);

@@ -37,8 +37,11 @@ export function classifyError(err: unknown): KubeError {
     const code = err.code;
     const reason = status.reason ?? '';
     const message = status.message ?? `HTTP ${code}`;
+    // Server-side apply reports an object it cannot type (duplicate list-map keys, ...) as a 500,
+    // but the same object will always fail: treat it as invalid input, not a transient fault.
+    const unbuildable = code === 500 && message.includes('failed to create typed patch object');
     const kind: KubeErrorKind =
-      code === 404
+      unbuildable ? 'Invalid' : code === 404
         ? 'NotFound'
         : code === 409
           ? reason === 'AlreadyExists'

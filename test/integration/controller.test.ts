@@ -262,4 +262,29 @@ describe('session reconcile', () => {
     expect(text).toMatch(/workqueue_adds_total\{name="challengesession"\} [1-9]/);
     expect(text).toContain('process_resident_memory_bytes');
   });
+
+  it('reports a Challenge whose pod the apiserver rejects as Failed with the reason, and keeps serving others', async () => {
+    const bad = {
+      apiVersion: 'ctf.challenge-engine.io/v1alpha1',
+      kind: 'Challenge',
+      metadata: { name: 'dup-mounts' },
+      spec: {
+        title: 'Duplicate mounts',
+        category: 'misc',
+        points: 1,
+        containers: [{ name: 'a', image: 'example.org/a:1', ports: [{ containerPort: 8080 }], scratchPaths: ['/tmp', '/tmp'] }],
+        expose: [{ port: 8080, protocol: 'http' }],
+        flag: { dynamic: {} },
+      },
+    };
+    await cluster.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: cluster.namespace, plural: CHALLENGE_PLURAL, body: bad });
+    await waitUntil('the engine to see the challenge', () => engine.caches.challenge('dup-mounts')?.ok);
+    await createSession(cluster.kube, cluster.namespace, 'dup-a', 'dup-mounts', 'hank', inHour());
+    await createSession(cluster.kube, cluster.namespace, 'fine-a', 'web-notes', 'hank', inHour());
+    const failed = await waitPhase('dup-a', 'Failed');
+    const ready = failed.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready?.reason).toBe('InvalidChallenge');
+    expect(ready?.message).toMatch(/mountPath|must be unique/);
+    await waitPhase('fine-a', 'Running');
+  });
 });
