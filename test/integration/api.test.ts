@@ -57,19 +57,19 @@ describe('player journey', () => {
     const h = await auth('alice');
     const cat = await app.inject({ method: 'GET', url: '/api/challenges', headers: h });
     expect(cat.statusCode).toBe(200);
-    const names = (cat.json() as { challenges: { name: string }[] }).challenges.map((c) => c.name);
+    const names = (cat.json<{ challenges: { name: string }[] }>()).challenges.map((c) => c.name);
     expect(names).toEqual(expect.arrayContaining(['web-notes', 'pwn-echo', 'sql-two-tier']));
     expect(cat.body).not.toMatch(/secretRef|flag-key|CTF\{/);
 
     const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
     expect(spawn.statusCode).toBe(201);
-    const id = (spawn.json() as { session: { id: string } }).session.id;
+    const id = (spawn.json<{ session: { id: string } }>()).session.id;
     const again = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
     expect(again.statusCode).toBe(200);
-    expect((again.json() as { session: { id: string } }).session.id).toBe(id);
+    expect((again.json<{ session: { id: string } }>()).session.id).toBe(id);
 
     const waited = await app.inject({ method: 'GET', url: `/api/sessions/${id}?wait=20`, headers: h });
-    const view = (waited.json() as { session: { phase: string; ready: boolean; endpoints: { host: string; port: number }[]; expiresAt: string } }).session;
+    const view = (waited.json<{ session: { phase: string; ready: boolean; endpoints: { host: string; port: number }[]; expiresAt: string } }>()).session;
     expect(view).toMatchObject({ phase: 'Running', ready: true });
     expect(view.endpoints[0]).toMatchObject({ host: `${id}.${cluster.namespace}.svc.cluster.local`, port: 8080 });
 
@@ -80,19 +80,19 @@ describe('player journey', () => {
     expect(right.json()).toEqual({ correct: true });
     const solved = await waitUntil('solved visible', async () => {
       const r = await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h });
-      const s = (r.json() as { session: { solved: boolean; solvedAt?: string } }).session;
+      const s = (r.json<{ session: { solved: boolean; solvedAt?: string } }>()).session;
       return s.solved ? s : undefined;
     });
     expect(solved.solvedAt).toBeTruthy();
     // solving twice keeps the first time
     await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { challenge: 'web-notes', flag } });
     await new Promise((r) => setTimeout(r, 300));
-    const later = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json() as { session: { solvedAt?: string } };
+    const later = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json<{ session: { solvedAt?: string } }>();
     expect(later.session.solvedAt).toBe(solved.solvedAt);
 
     const ext = await app.inject({ method: 'POST', url: `/api/sessions/${id}/extend`, headers: h });
     expect(ext.statusCode).toBe(200);
-    const extended = (ext.json() as { session: { expiresAt: string } }).session.expiresAt;
+    const extended = (ext.json<{ session: { expiresAt: string } }>()).session.expiresAt;
     expect(Date.parse(extended) - Date.parse(view.expiresAt)).toBe(30 * 60_000);
 
     const stop = await app.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: h });
@@ -105,7 +105,7 @@ describe('player journey', () => {
     const h = await auth('stan');
     const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'crypto-baby-rsa' } });
     expect(spawn.statusCode).toBe(201);
-    const id = (spawn.json() as { session: { id: string } }).session.id;
+    const id = (spawn.json<{ session: { id: string } }>()).session.id;
     await waitUntil('flag secret', async () => (await flagOf(id).catch(() => '')) === 'CTF{static_flag_for_tests}');
     expect((await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { sessionId: id, flag: 'CTF{static_flag_for_tests}' } })).json()).toEqual({ correct: true });
   });
@@ -118,7 +118,7 @@ describe('authorisation', () => {
     const other = await auth('mallory');
     const admin = await auth('root-admin', true);
     const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: owner, payload: { challenge: 'pwn-echo' } });
-    const id = (spawn.json() as { session: { id: string } }).session.id;
+    const id = (spawn.json<{ session: { id: string } }>()).session.id;
     for (const req of [
       { method: 'GET' as const, url: `/api/sessions/${id}` },
       { method: 'POST' as const, url: `/api/sessions/${id}/extend` },
@@ -130,8 +130,8 @@ describe('authorisation', () => {
     const sub = await app.inject({ method: 'POST', url: '/api/flags', headers: other, payload: { sessionId: id, flag: 'x' } });
     expect(sub.statusCode).toBe(404);
     expect((await app.inject({ method: 'GET', url: '/api/sessions', headers: other })).json()).toEqual({ sessions: [] });
-    expect(((await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: other })).json() as { sessions: unknown[] }).sessions).toEqual([]);
-    const all = (await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: admin })).json() as { sessions: { id: string }[] };
+    expect(((await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: other })).json<{ sessions: unknown[] }>()).sessions).toEqual([]);
+    const all = (await app.inject({ method: 'GET', url: '/api/sessions?all=true', headers: admin })).json<{ sessions: { id: string }[] }>();
     expect(all.sessions.map((s) => s.id)).toContain(id);
     expect((await app.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: admin })).statusCode).toBe(204);
 
@@ -151,7 +151,7 @@ describe('limits under concurrency', () => {
     const results = await Promise.all(
       Array.from({ length: 50 }, async (_, i) => (await api(i % 2)).inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } })),
     );
-    const ids = new Set(results.map((r) => (r.json() as { session: { id: string } }).session.id));
+    const ids = new Set(results.map((r) => (r.json<{ session: { id: string } }>()).session.id));
     expect(ids.size).toBe(1);
     expect(results.filter((r) => r.statusCode === 201)).toHaveLength(1);
     expect(results.every((r) => r.statusCode === 201 || r.statusCode === 200)).toBe(true);
@@ -181,8 +181,8 @@ describe('flag sharing', () => {
     const app = await api();
     const a = await auth('sharer-a');
     const b = await auth('sharer-b');
-    const sa = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: a, payload: { challenge: 'sql-two-tier' } })).json() as { session: { id: string } }).session.id;
-    const sb = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: b, payload: { challenge: 'sql-two-tier' } })).json() as { session: { id: string } }).session.id;
+    const sa = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: a, payload: { challenge: 'sql-two-tier' } })).json<{ session: { id: string } }>()).session.id;
+    const sb = ((await app.inject({ method: 'POST', url: '/api/challenges', headers: b, payload: { challenge: 'sql-two-tier' } })).json<{ session: { id: string } }>()).session.id;
     await waitUntil('both provisioned', async () => (await flagOf(sa).catch(() => '')) !== '' && (await flagOf(sb).catch(() => '')) !== '');
     await waitUntil('both cached with uids', () => apis[0]?.caches.session(sa)?.ok && apis[0]?.caches.session(sb)?.ok);
     const flagA = await flagOf(sa);
@@ -198,7 +198,7 @@ describe('flag sharing', () => {
     expect(ev.message).toContain(sb);
     expect(ev.related?.name).toBe(sb);
     // B's own session stays unsolved
-    const bView = (await app.inject({ method: 'GET', url: `/api/sessions/${sb}`, headers: b })).json() as { session: { solved: boolean } };
+    const bView = (await app.inject({ method: 'GET', url: `/api/sessions/${sb}`, headers: b })).json<{ session: { solved: boolean } }>();
     expect(bView.session.solved).toBe(false);
   });
 });
@@ -210,7 +210,7 @@ describe('operations', () => {
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
     const m = await app.inject({ method: 'GET', url: '/metrics' });
     expect(m.body).toContain('http_request_duration_seconds');
-    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, unknown> };
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, unknown> }>();
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/challenges', '/api/sessions', '/api/flags', '/api/flags/batch']));
   });
 });
