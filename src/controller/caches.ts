@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js';
  * first access and the result is memoised per stored object, so a changed object is re-parsed.
  */
 
-type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string } };
+type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown } };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -21,6 +21,8 @@ export class Caches {
   readonly sessions: Informer<Raw>;
   readonly challenges: Informer<Raw>;
   private readonly parsed = new WeakMap<object, Parsed<unknown>>();
+  /** user -> names of that user's sessions; keeps per-player requests O(own sessions). */
+  private readonly byUser = new Map<string, Set<string>>();
 
   constructor(
     kube: Kube,
@@ -44,6 +46,34 @@ export class Caches {
       });
     this.sessions = mk(SESSION_PLURAL);
     this.challenges = mk(CHALLENGE_PLURAL);
+    const index = (raw: Raw) => {
+      const user = raw.spec?.user;
+      const name = raw.metadata?.name;
+      if (typeof user !== 'string' || !name) return;
+      let names = this.byUser.get(user);
+      if (!names) this.byUser.set(user, (names = new Set()));
+      names.add(name);
+    };
+    this.sessions.on('add', index);
+    this.sessions.on('update', index);
+    this.sessions.on('delete', (raw) => {
+      const user = raw.spec?.user;
+      const name = raw.metadata?.name;
+      if (typeof user !== 'string' || !name) return;
+      const names = this.byUser.get(user);
+      names?.delete(name);
+      if (names?.size === 0) this.byUser.delete(user);
+    });
+  }
+
+  /** The sessions of one user that parse (a session's user never changes: spec is immutable). */
+  sessionsOfUser(user: string): ChallengeSession[] {
+    const out: ChallengeSession[] = [];
+    for (const name of this.byUser.get(user) ?? []) {
+      const p = this.session(name);
+      if (p?.ok) out.push(p.value);
+    }
+    return out;
   }
 
   async start(): Promise<void> {

@@ -19,9 +19,9 @@ export class FlagIndex {
     private readonly caches: Caches,
     private readonly key: Buffer,
   ) {
-    const invalidate = (obj: { spec?: { challenge?: string }; metadata?: { name?: string } }) => {
+    const invalidate = (obj: { spec?: { challenge?: unknown }; metadata?: { name?: string } }) => {
       const c = obj.spec?.challenge;
-      if (c) this.stale.add(c);
+      if (typeof c === 'string') this.stale.add(c);
     };
     caches.sessions.on('add', invalidate);
     caches.sessions.on('delete', invalidate);

@@ -112,7 +112,7 @@ export class KubeSessionService implements SessionService {
   }
 
   private ownSessions(caller: Caller): ChallengeSession[] {
-    return this.o.caches.allSessions().filter((s) => s.spec.user === caller.user && !s.metadata.deletionTimestamp);
+    return this.o.caches.sessionsOfUser(caller.user).filter((s) => !s.metadata.deletionTimestamp);
   }
 
   /** The session if the caller may see it; NotFound otherwise, so ids cannot be probed. */
