@@ -26,7 +26,13 @@ const envSchema = z.object({
   CTF_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').default('ctf'),
   CTF_ENGINE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').optional(),
   CTF_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  CTF_FLAG_SECRET: z.union([z.string().regex(/^literal:.{16,}$/, 'a literal key needs at least 16 characters'), secretName]),
+  CTF_FLAG_SECRET: z.string().superRefine((v, ctx) => {
+    if (v.startsWith('literal:')) {
+      if (v.length < 'literal:'.length + 16) ctx.addIssue({ code: 'custom', message: 'a literal:<key> needs at least 16 characters of key' });
+    } else if (!secretName.safeParse(v).success) {
+      ctx.addIssue({ code: 'custom', message: 'must be the name of a Secret holding the flag key, or literal:<key> in development' });
+    }
+  }),
   CTF_FLAG_SECRET_KEY: z.string().default('flag-key'),
   CTF_EXTERNAL_DOMAIN: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name').optional(),
   CTF_CLUSTER_DOMAIN: z.string().default('cluster.local'),
