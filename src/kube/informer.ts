@@ -62,6 +62,12 @@ export class Informer<T extends ObjectMetaLike> {
     this.handlers[event].push(handler);
   }
 
+  off(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
+    const list = this.handlers[event];
+    const i = list.indexOf(handler);
+    if (i >= 0) list.splice(i, 1);
+  }
+
   get(key: string): T | undefined {
     return this.store.get(key);
   }
@@ -101,7 +107,8 @@ export class Informer<T extends ObjectMetaLike> {
   }
 
   private emit(event: 'add' | 'update' | 'delete', obj: T, old?: T): void {
-    for (const h of this.handlers[event]) {
+    // A copy: a handler may unsubscribe itself while being called.
+    for (const h of [...this.handlers[event]]) {
       try {
         h(obj, old);
       } catch (err) {

@@ -148,7 +148,10 @@ export class KubeSessionService implements SessionService {
       try {
         const created: unknown = await this.o.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, body });
         this.o.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
-        return { created: true, session: this.view(sessionSchema.parse(created)) };
+        const session = sessionSchema.parse(created);
+        // Read-your-writes: the caller's next request on this replica must find the session.
+        await this.untilCached(name, session.metadata.uid, 2_000);
+        return { created: true, session: this.view(session) };
       } catch (err) {
         if (classifyError(err).kind !== 'AlreadyExists') throw err;
       }
@@ -179,8 +182,32 @@ export class KubeSessionService implements SessionService {
     return this.view(this.visible(caller, id));
   }
 
+  /** Resolves once the cache holds the session with that uid (or after `timeoutMs`). */
+  private untilCached(name: string, uid: string | undefined, timeoutMs: number): Promise<void> {
+    const cached = () => {
+      const p = this.o.caches.session(name);
+      return p?.ok === true && (uid === undefined || p.value.metadata.uid === uid);
+    };
+    if (cached()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.o.caches.sessions.off('add', check);
+        resolve();
+      };
+      const check = () => {
+        if (cached()) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.o.caches.sessions.on('add', check);
+    });
+  }
+
   async waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView> {
     const settled = (v: SessionView) => v.phase === 'Running' || v.phase === 'Failed' || v.phase === 'Expired';
+    // A session just created through another replica may not be in this cache yet; only the
+    // caller's own slot names are waited for, so unknown ids still fail fast.
+    if (!this.o.caches.session(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await this.untilCached(id, undefined, Math.min(timeoutMs, 2_000));
     const first = this.get(caller, id);
     if (settled(first) || timeoutMs <= 0) return first;
     await new Promise<void>((resolve) => {

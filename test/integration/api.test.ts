@@ -111,6 +111,19 @@ describe('player journey', () => {
   });
 });
 
+describe('read-your-writes', () => {
+  it('finds a new session immediately on the replica that created it, and via ?wait on the other', async () => {
+    const h = await auth('eager');
+    const spawn = await (await api(0)).inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'pwn-echo' } });
+    expect(spawn.statusCode).toBe(201);
+    const id = spawn.json<{ session: { id: string } }>().session.id;
+    expect((await (await api(0)).inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).statusCode).toBe(200);
+    const other = await (await api(1)).inject({ method: 'GET', url: `/api/sessions/${id}?wait=5`, headers: h });
+    expect(other.statusCode).toBe(200);
+    expect((await (await api(1)).inject({ method: 'GET', url: '/api/sessions/s-0000000000000000-0?wait=1', headers: h })).statusCode).toBe(404);
+  });
+});
+
 describe('authorisation', () => {
   it('hides other users\u2019 sessions (404), lets admins list and stop them, and rejects bad tokens (401)', async () => {
     const app = await api();
