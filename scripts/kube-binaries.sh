@@ -18,9 +18,10 @@ BIN_DIR="$CACHE_ROOT/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bi
 
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 WANT=("${KUBE_BINS[@]}" etcd kwok)
+# --with-kubelet: also the node components the optional real node runs (kubelet, kube-proxy).
 if [[ "${1:-}" == "--with-kubelet" ]]; then
-  KUBE_BINS+=(kubelet)
-  WANT+=(kubelet)
+  KUBE_BINS+=(kubelet kube-proxy)
+  WANT+=(kubelet kube-proxy)
 fi
 
 log() { printf '[kube-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

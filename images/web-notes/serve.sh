@@ -1,0 +1,8 @@
+#!/bin/sh
+# Serves the notes app on :8080 in the foreground. FLAG comes from the environment and is only
+# ever shown as a digest (the intended vulnerability of the real challenge is not part of this sample).
+/bin/busybox httpd -f -v -p 8080 -h /app/www &
+# As PID 1 the server would ignore SIGTERM; forward it so a stopped session ends at once.
+trap 'kill "$child" 2>/dev/null; exit 0' TERM INT
+child=$!
+wait "$child"
