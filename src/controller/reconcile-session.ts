@@ -70,12 +70,10 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const expiresAt = effectiveExpiry(session, eff?.runtime);
 
   if (expiresAt.getTime() <= now.getTime()) {
-    await endSession(ctx, session, 'Expired', `Session expired at ${expiresAt.toISOString()}`, 'expired');
-    return {};
+    return endSession(ctx, session, 'Expired', `Session expired at ${expiresAt.toISOString()}`, 'expired');
   }
   if (!chal && provisionedFromOf(session)) {
-    await endSession(ctx, session, 'ChallengeDeleted', `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
-    return {};
+    return endSession(ctx, session, 'ChallengeDeleted', `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
   const untilExpiry = expiresAt.getTime() - now.getTime();
 
@@ -196,14 +194,21 @@ async function writeStatus(ctx: ReconcileContext, session: ChallengeSession, nex
   }
 }
 
-async function endSession(ctx: ReconcileContext, session: ChallengeSession, reason: string, message: string, metric: string): Promise<void> {
+/**
+ * Deletes the session as it was read: if it changed since (an extension moved its expiry), the
+ * apiserver refuses with a Conflict and the session is looked at again from a fresher cache.
+ */
+async function endSession(ctx: ReconcileContext, session: ChallengeSession, reason: string, message: string, metric: string): Promise<ReconcileOutcome> {
   try {
-    await ctx.writer.deleteSession(ctx.caches.namespace, session.metadata.name, session.metadata.uid);
+    await ctx.writer.deleteSession(ctx.caches.namespace, session.metadata.name, session.metadata.uid, session.metadata.resourceVersion);
   } catch (err) {
-    if (classifyError(err).kind === 'NotFound' || classifyError(err).kind === 'Conflict') return;
+    const kind = classifyError(err).kind;
+    if (kind === 'NotFound') return {};
+    if (kind === 'Conflict') return { requeueAfterMs: 100 };
     throw err;
   }
   ctx.metrics.sessionsEnded.inc({ reason: metric });
   ctx.log.info({ session: session.metadata.name, reason }, message);
   void ctx.writer.event(sessionRef(session), 'Normal', reason, message).catch(() => undefined);
+  return {};
 }

@@ -103,6 +103,10 @@ export class SessionController {
       secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`),
       policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`),
     };
+    // Every child cache must be complete before the first reconcile: a reconcile that ran on a
+    // partial cache would take existing children for missing ones and apply them again.
+    await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.start()));
+    if (!this.running) return;
     const q = 'challengesession';
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       concurrency: this.o.concurrency,
@@ -115,7 +119,6 @@ export class SessionController {
       },
       onError: (key, err, retryInMs) => log.warn({ session: key, err: classifyError(err).message, retryInMs }, 'Reconcile failed; will retry'),
     });
-    await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.start()));
     await this.ensureNamespaceBaseline().catch((err: unknown) => log.error({ err: classifyError(err).message }, 'Could not apply the baseline NetworkPolicy'));
     this.enqueueAll();
     this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   createJsonSchemaTransform,
   createJsonSchemaTransformObject,
@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics.js';
 import type { SessionService } from '../sessions/types.js';
 import { authenticate, type TokenVerifier } from './auth.js';
 import { DEFAULT_WRONG_FLAG_LIMITS, SlidingWindowLimiter, type WrongFlagLimits } from './flag-limiter.js';
-import { HttpProblem, RouteTable, createErrorHandler, createNotFoundHandler } from './problem.js';
+import { HttpProblem, PROBLEM_CONTENT_TYPE, RouteTable, createErrorHandler, createNotFoundHandler } from './problem.js';
 import { challengeRoutes } from './routes/challenges.js';
 import { flagRoutes } from './routes/flags.js';
 import { operationsRoutes } from './routes/operations.js';
@@ -78,6 +78,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestIdHeader: false,
     bodyLimit,
     return503OnClosing: false,
+    // Errors the router raises before any route runs (a malformed or over-long URL) get the same
+    // problem response as everything else, without echoing the URL back.
+    frameworkErrors: (err, request, reply) => {
+      const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      const problem = new HttpProblem(status, 'invalid-request', status === 414 ? 'the URL is too long' : 'the URL is malformed');
+      const raw = reply as unknown as FastifyReply;
+      void raw.code(status).header('x-request-id', request.id).type(PROBLEM_CONTENT_TYPE).send(problem.body());
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -97,6 +105,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
       exposedHeaders: ['Location', 'Retry-After', 'WWW-Authenticate', 'X-Request-Id'],
       maxAge: 600,
+      // An OPTIONS request that is not a preflight goes on to the router (404/405 problems).
+      strictPreflight: false,
     });
   }
   await registerDocs(app);

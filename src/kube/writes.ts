@@ -15,7 +15,8 @@ export interface Writer {
   apply<T extends KubernetesObject>(obj: T): Promise<T>;
   patchSessionStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
   patchSessionMetadata(namespace: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<void>;
-  deleteSession(namespace: string, name: string, uid?: string): Promise<void>;
+  /** Deletes only the very object read: a changed uid or resourceVersion gives a Conflict. */
+  deleteSession(namespace: string, name: string, uid?: string, resourceVersion?: string): Promise<void>;
   event(involved: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string, related?: InvolvedObject): Promise<void>;
 }
 
@@ -56,7 +57,7 @@ export function createWriter(kube: Kube, reporter: { component: string; instance
       );
     },
 
-    async deleteSession(namespace, name, uid) {
+    async deleteSession(namespace, name, uid, resourceVersion) {
       count('delete', 'challengesessions');
       await kube.custom.deleteNamespacedCustomObject({
         group: GROUP,
@@ -65,7 +66,7 @@ export function createWriter(kube: Kube, reporter: { component: string; instance
         plural: SESSION_PLURAL,
         name,
         propagationPolicy: 'Background',
-        body: uid ? { preconditions: { uid } } : {},
+        body: uid || resourceVersion ? { preconditions: { uid, resourceVersion } } : {},
       });
     },
 

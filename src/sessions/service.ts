@@ -259,7 +259,10 @@ export class KubeSessionService implements SessionService {
         this.o.log.info({ session: id, expiresAt: formatExpiry(next.at) }, 'Extended ChallengeSession');
         return { ...this.view(live), expiresAt: formatExpiry(next.at) };
       } catch (err) {
-        if (classifyError(err).kind !== 'Conflict') throw err;
+        const kind = classifyError(err).kind;
+        // Deleted (stopped or expired) between the read and the write.
+        if (kind === 'NotFound') throw new DomainError('NotFound', `session ${id} not found`);
+        if (kind !== 'Conflict') throw err;
       }
     }
     throw new DomainError('Unavailable', 'the session is changing too fast; try again');
@@ -329,6 +332,11 @@ export class KubeSessionService implements SessionService {
         return;
       } catch (err) {
         const kind = classifyError(err).kind;
+        if (kind === 'NotFound') {
+          // The flag was right; the session ended (stopped or expired) before the solve was stored.
+          this.o.log.warn({ session: s.metadata.name }, 'Solve not recorded: the session is gone');
+          return;
+        }
         if (kind !== 'Conflict' && kind !== 'Invalid') throw err;
       }
     }

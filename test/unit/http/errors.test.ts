@@ -146,3 +146,19 @@ describe('server errors', () => {
     expect(res.body).not.toMatch(/key store/);
   });
 });
+
+describe('router-level errors', () => {
+  it('answers a malformed or over-long URL with a problem, without echoing the URL', async () => {
+    const h = await harness();
+    const bad = await h.app.inject({ method: 'GET', url: '/api/sessions/%zz', headers: await h.auth() });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.headers['content-type']).toMatch(/application\/problem\+json/);
+    expect(bad.headers['x-request-id']).toBeTruthy();
+    expect(bad.body).not.toContain('%zz');
+    const long = await h.app.inject({ method: 'DELETE', url: `/api/challenges/${'a'.repeat(5000)}`, headers: await h.auth() });
+    expect(long.statusCode).toBeGreaterThanOrEqual(400);
+    expect(long.statusCode).toBeLessThan(500);
+    expect(long.headers['content-type']).toMatch(/application\/problem\+json/);
+    expect(long.body).not.toContain('a'.repeat(100));
+  });
+});
