@@ -27,11 +27,14 @@ export interface ClusterState {
   server: string;
   pids: Record<string, number>;
   startedAt: string;
+  /** Each component's command line (binary first), so a stopped component can be started again as it was. */
+  argv?: Record<string, string[]>;
 }
 
 export type Progress = (message: string) => void;
 
 const COMPONENTS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'] as const;
+export type Component = (typeof COMPONENTS)[number];
 
 /** Runs scripts/kube-binaries.sh, streaming its progress, and returns the directory of binaries. */
 export async function ensureBinaries(progress: Progress, extraArgs: string[] = []): Promise<string> {
@@ -62,6 +65,12 @@ async function freePort(): Promise<number> {
   srv.close();
   if (addr === null || typeof addr === 'string') throw new Error('could not allocate a port');
   return addr.port;
+}
+
+/** Starts a component, recording its command line in the state so it can be started again as it was. */
+async function launch(state: ClusterState, name: Component, bin: string, args: string[]): Promise<number> {
+  (state.argv ??= {})[name] = [bin, ...args];
+  return startProcess(state.dir, name, bin, args);
 }
 
 async function startProcess(dir: string, name: string, bin: string, args: string[]): Promise<number> {
@@ -158,7 +167,7 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
 
   try {
     progress('starting etcd');
-    state.pids.etcd = await startProcess(dir, 'etcd', bin('etcd'), [
+    state.pids.etcd = await launch(state, 'etcd', bin('etcd'), [
       '--name=local',
       `--data-dir=${join(dir, 'etcd')}`,
       `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
@@ -172,7 +181,7 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
     await save();
 
     progress('starting kube-apiserver');
-    state.pids['kube-apiserver'] = await startProcess(dir, 'kube-apiserver', bin('kube-apiserver'), [
+    state.pids['kube-apiserver'] = await launch(state, 'kube-apiserver', bin('kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       `--cert-dir=${join(dir, 'pki')}`,
       '--bind-address=127.0.0.1',
@@ -208,7 +217,7 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
       '--leader-elect=false',
     ];
     progress('starting kube-controller-manager, kube-scheduler and kwok');
-    state.pids['kube-controller-manager'] = await startProcess(dir, 'kube-controller-manager', bin('kube-controller-manager'), [
+    state.pids['kube-controller-manager'] = await launch(state, 'kube-controller-manager', bin('kube-controller-manager'), [
       ...common,
       `--secure-port=${kcmPort}`,
       `--service-account-private-key-file=${pki.saKey}`,
@@ -218,8 +227,8 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
       '--use-service-account-credentials=false',
       '--controllers=*,-nodeipam',
     ]);
-    state.pids['kube-scheduler'] = await startProcess(dir, 'kube-scheduler', bin('kube-scheduler'), [...common, `--secure-port=${schedPort}`]);
-    state.pids.kwok = await startProcess(dir, 'kwok', bin('kwok'), [
+    state.pids['kube-scheduler'] = await launch(state, 'kube-scheduler', bin('kube-scheduler'), [...common, `--secure-port=${schedPort}`]);
+    state.pids.kwok = await launch(state, 'kwok', bin('kwok'), [
       `--kubeconfig=${kubeconfig}`,
       `--config=${join(binDir, 'kwok-stages.yaml')}`,
       '--manage-all-nodes=false',
@@ -321,6 +330,74 @@ export async function isRunning(state: ClusterState): Promise<boolean> {
   if (!COMPONENTS.every((c) => state.pids[c] !== undefined && alive(state.pids[c]))) return false;
   try {
     await access(state.kubeconfig);
+    const tls = await tlsFromPki({ caCert: join(state.dir, 'pki', 'ca.crt'), adminCert: join(state.dir, 'pki', 'admin.crt'), adminKey: join(state.dir, 'pki', 'admin.key') });
+    return (await apiGet(state.server, '/readyz', tls)).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stopping, starting and freezing single components, for fault-injection tests. Every call acts
+ * on the pid recorded in the state only, and start records the new pid in state.json, so
+ * `stopCluster` on a freshly read state stops the restarted process too.
+ */
+
+function recordedPid(state: ClusterState, name: Component): number {
+  const pid = state.pids[name];
+  if (pid === undefined) throw new Error(`no ${name} process is recorded in ${join(state.dir, 'state.json')}`);
+  return pid;
+}
+
+/** Stops one component (SIGTERM to its process group, SIGKILL after `graceMs`) and waits until it is gone. */
+export async function stopComponent(state: ClusterState, name: Component, opts: { graceMs?: number; signal?: NodeJS.Signals } = {}): Promise<void> {
+  const pid = recordedPid(state, name);
+  if (!alive(pid)) return;
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  // A frozen process cannot act on SIGTERM.
+  signalGroup('SIGCONT');
+  signalGroup(opts.signal ?? 'SIGTERM');
+  const deadline = Date.now() + (opts.graceMs ?? 10_000);
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (alive(pid)) signalGroup('SIGKILL');
+  while (alive(pid)) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Starts a stopped component again with the command line it had, and records its new pid. */
+export async function startComponent(state: ClusterState, name: Component): Promise<number> {
+  const argv = state.argv?.[name];
+  if (!argv || argv.length === 0) throw new Error(`the command line of ${name} is not recorded in ${join(state.dir, 'state.json')}`);
+  const previous = state.pids[name];
+  if (previous !== undefined && alive(previous)) throw new Error(`${name} is still running (pid ${previous})`);
+  const [bin = '', ...args] = argv;
+  state.pids[name] = await startProcess(state.dir, name, bin, args);
+  await writeFile(join(state.dir, 'state.json'), JSON.stringify(state, null, 2));
+  return state.pids[name];
+}
+
+/** Freezes a component with SIGSTOP: its sockets stay open but nothing is answered. */
+export function pauseComponent(state: ClusterState, name: Component): void {
+  process.kill(recordedPid(state, name), 'SIGSTOP');
+}
+
+/** Thaws a component frozen by pauseComponent. */
+export function resumeComponent(state: ClusterState, name: Component): void {
+  process.kill(recordedPid(state, name), 'SIGCONT');
+}
+
+/** True when the apiserver of the state answers /readyz with 200. */
+export async function apiserverReady(state: ClusterState): Promise<boolean> {
+  try {
     const tls = await tlsFromPki({ caCert: join(state.dir, 'pki', 'ca.crt'), adminCert: join(state.dir, 'pki', 'admin.crt'), adminKey: join(state.dir, 'pki', 'admin.key') });
     return (await apiGet(state.server, '/readyz', tls)).status === 200;
   } catch {

@@ -165,9 +165,10 @@ export class Informer<T extends ObjectMetaLike> {
         this.opts.onError?.();
         this.opts.log.warn({ informer: this.opts.name, err: (err as Error).message, retryInMs: backoff }, 'Watch failed; retrying');
         await this.sleep(backoff);
-        backoff = Math.min(backoff * 2, 30_000);
+        // Capped low: an apiserver that comes back should be noticed within seconds.
+        backoff = Math.min(backoff * 2, 5_000);
         // After repeated failures the stored resource version may be compacted: relist.
-        if (backoff >= 8_000) this.resourceVersion = '';
+        if (backoff >= 4_000) this.resourceVersion = '';
       }
     }
   }

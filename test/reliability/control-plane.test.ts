@@ -1,0 +1,156 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createSession, installSamples, listSessions } from '../support/engine.js';
+import { freeze, localControlPlane, outage, type ClusterState } from '../support/faults.js';
+import { useCluster, waitUntil } from '../support/kube.js';
+import { ApiEngine, conflictLines, leakReport, phaseOf } from './helpers.js';
+
+/**
+ * Faults in the control plane under a running engine process: kube-apiserver stopped for 10 s,
+ * etcd stopped for 5 s, and the apiserver frozen (SIGSTOP) so that watches go silent. The engine
+ * must recover by itself, in the same process, and finish all work.
+ */
+const cluster = useCluster(import.meta.filename);
+const inHour = () => new Date(Date.now() + 3600_000);
+const LEASE = 'reliability-control-plane';
+let state: ClusterState;
+let engine: ApiEngine | undefined;
+
+beforeAll(async () => {
+  // Precondition: these tests stop and freeze processes of the control plane this run started.
+  state = await localControlPlane(cluster.kubeconfig);
+  await installSamples(cluster.kube, cluster.namespace);
+});
+
+afterEach(async () => {
+  await engine?.kill();
+  engine = undefined;
+});
+
+afterAll(async () => {
+  await engine?.kill();
+});
+
+async function createMany(prefix: string, n: number): Promise<string[]> {
+  const names = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+  const challenges = ['web-notes', 'pwn-echo', 'sql-two-tier'];
+  await Promise.all(names.map((name, i) => createSession(cluster.kube, cluster.namespace, name, challenges[i % challenges.length] ?? 'web-notes', `${prefix}-user-${i}`, inHour())));
+  return names;
+}
+
+async function allRunning(names: string[], timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  await waitUntil(`${names.length} sessions Running`, async () => {
+    const sessions = await listSessions(cluster.kube, cluster.namespace);
+    return names.every((n) => sessions.some((s) => s.metadata.name === n && phaseOf(s) === 'Running'));
+  }, timeoutMs, 250);
+  return Date.now() - t0;
+}
+
+/** Waits until some of the sessions are being worked on and not all are done: the moment to pull the plug. */
+async function midProvisioning(names: string[]): Promise<Record<string, number>> {
+  return waitUntil('provisioning under way', async () => {
+    const p = await phases(names);
+    return (p.Provisioning ?? 0) + (p.Running ?? 0) > 0 && (p.Running ?? 0) < names.length ? p : undefined;
+  }, 30_000, 20);
+}
+
+async function phases(names: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const s of await listSessions(cluster.kube, cluster.namespace)) if (names.includes(s.metadata.name)) counts[phaseOf(s)] = (counts[phaseOf(s)] ?? 0) + 1;
+  return counts;
+}
+
+const holder = async () => (await cluster.kube.coord.readNamespacedLease({ name: LEASE, namespace: cluster.namespace }).catch(() => undefined))?.spec;
+
+describe('control-plane outages under a running engine', () => {
+  it('recovers from a 10 s kube-apiserver outage during provisioning in the same process: relists, re-leads, finishes all work', async () => {
+    engine = await ApiEngine.create(cluster, { CTF_LEADER_ELECTION: 'true', CTF_LEASE_SECONDS: '5', CTF_LEASE_NAME: LEASE, CTF_IDENTITY: 'engine-outage' });
+    await engine.start();
+    const pid = engine.pid;
+    await waitUntil('the engine leads', async () => (await holder())?.holderIdentity === 'engine-outage', 30_000);
+
+    const before = await createMany('apiout', 24);
+    const atStop = await midProvisioning(before);
+    const out = await outage(state, 'kube-apiserver', 10_000);
+    const upAt = Date.now();
+    const after = await createMany('apiafter', 6);
+    const recoveryMs = await allRunning([...before, ...after], 120_000);
+
+    // The work was in flight when the apiserver went away.
+    expect(atStop.Running ?? 0, `phases when stopped: ${JSON.stringify(atStop)}`).toBeLessThan(before.length);
+    // Informers retry with a backoff capped at 30 s, so everything is picked up within two caps.
+    expect(recoveryMs).toBeLessThan(60_000);
+    expect(out.newPid).not.toBe(out.oldPid);
+    // Same process, still leading, lease renewed after the outage.
+    expect(engine.pid).toBe(pid);
+    expect(engine.proc.child?.exitCode).toBeNull();
+    const lease = await holder();
+    expect(lease?.holderIdentity).toBe('engine-outage');
+    expect(new Date(String(lease?.renewTime)).getTime()).toBeGreaterThan(upAt);
+    const lines = engine.logLines();
+    expect(lines.some((l) => l.msg === 'Watch failed; retrying'), 'the informers saw the outage').toBe(true);
+    expect(conflictLines(lines)).toEqual([]);
+    const leaks = await leakReport(cluster.kube, cluster.namespace);
+    expect(leaks.orphans).toEqual([]);
+    expect(leaks.duplicatePods).toEqual([]);
+    expect(leaks.incomplete).toEqual([]);
+    const leadership = lines.filter((l) => l.msg === 'Became leader' || l.msg === 'Stopped leading').map((l) => String(l.msg));
+    console.log(
+      `[reliability] apiserver outage: phases at stop ${JSON.stringify(atStop)}; stop ${out.stopMs} ms, down 10 s, ready ${out.readyMs} ms after restart; ` +
+        `all ${before.length + after.length} sessions Running ${recoveryMs} ms after the apiserver was ready; leadership ${leadership.join(' -> ')}; same pid ${pid}`,
+    );
+  });
+
+  it('recovers from a 5 s etcd outage: the apiserver reconnects and the engine finishes all work in the same process', async () => {
+    engine = await ApiEngine.create(cluster, { CTF_LEADER_ELECTION: 'true', CTF_LEASE_SECONDS: '5', CTF_LEASE_NAME: LEASE, CTF_IDENTITY: 'engine-etcd' });
+    await engine.start();
+    const pid = engine.pid;
+    await waitUntil('the engine leads', async () => (await holder())?.holderIdentity === 'engine-etcd', 30_000);
+
+    const before = await createMany('etcdout', 15);
+    const atStop = await midProvisioning(before);
+    const out = await outage(state, 'etcd', 5_000);
+    const after = await createMany('etcdafter', 5);
+    const recoveryMs = await allRunning([...before, ...after], 120_000);
+
+    expect(atStop.Running ?? 0, `phases when stopped: ${JSON.stringify(atStop)}`).toBeLessThan(before.length);
+    expect(recoveryMs).toBeLessThan(60_000);
+    expect(engine.pid).toBe(pid);
+    expect(engine.proc.child?.exitCode).toBeNull();
+    expect((await holder())?.holderIdentity).toBe('engine-etcd');
+    // Nothing written before the outage was lost.
+    const names = new Set((await listSessions(cluster.kube, cluster.namespace)).map((s) => s.metadata.name));
+    expect([...before, ...after].filter((n) => !names.has(n))).toEqual([]);
+    expect(conflictLines(engine.logLines())).toEqual([]);
+    const leaks = await leakReport(cluster.kube, cluster.namespace);
+    expect(leaks.orphans).toEqual([]);
+    expect(leaks.duplicatePods).toEqual([]);
+    console.log(
+      `[reliability] etcd outage: phases at stop ${JSON.stringify(atStop)}; stop ${out.stopMs} ms, down 5 s, apiserver ready ${out.readyMs} ms after etcd restart; ` +
+        `all ${before.length + after.length} sessions Running ${recoveryMs} ms later; same pid ${pid}`,
+    );
+  });
+
+  it('restarts watches that go silent while the apiserver is frozen, and reconciles sessions created afterwards', async () => {
+    engine = await ApiEngine.create(cluster, { CTF_WATCH_STALL_SECONDS: '3', CTF_WATCH_TIMEOUT_SECONDS: '3600' });
+    await engine.start();
+    const pid = engine.pid;
+    const warm = await createMany('prefreeze', 3);
+    await allRunning(warm, 60_000);
+
+    const frozenAt = Date.now();
+    await freeze(state, 'kube-apiserver', 6_000);
+    const thawedAt = Date.now();
+    const after = await createMany('postfreeze', 8);
+    const recoveryMs = await allRunning(after, 90_000);
+
+    const silent = engine.logLines().filter((l) => l.msg === 'Watch went silent; restarting it' && Number(l.time) >= frozenAt && Number(l.time) <= thawedAt + 1_000);
+    expect(silent.length, 'watchdog restarts while frozen').toBeGreaterThan(0);
+    expect(Math.min(...silent.map((l) => Number(l.quietMs)))).toBeGreaterThanOrEqual(3_000);
+    expect(engine.pid).toBe(pid);
+    console.log(
+      `[reliability] frozen apiserver: ${thawedAt - frozenAt} ms SIGSTOP; ${silent.length} silent-watch restarts during the freeze ` +
+        `(informers ${[...new Set(silent.map((l) => String(l.informer)))].join(', ')}); ${after.length} new sessions Running ${recoveryMs} ms after SIGCONT`,
+    );
+  });
+});
