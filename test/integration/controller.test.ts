@@ -127,8 +127,11 @@ describe('session reconcile', () => {
     expect(failed.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'PodFailed' });
     const pull = await waitPhase('pull-a', 'Failed');
     expect(pull.status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('ImagePullFailed');
-    const ev = await cluster.kube.core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=pull-a' });
-    expect(ev.items.some((e) => e.type === 'Warning' && e.reason === 'ImagePullFailed')).toBe(true);
+    // The Warning Event follows the status write.
+    await waitUntil('the ImagePullFailed Warning event', async () => {
+      const ev = await cluster.kube.core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=pull-a' });
+      return ev.items.some((e) => e.type === 'Warning' && e.reason === 'ImagePullFailed');
+    });
   });
 
   it('reports an unknown challenge as Failed with reason UnknownChallenge', async () => {

@@ -338,9 +338,11 @@ describe('the engine running as that ServiceAccount', () => {
     await waitUntil('both sessions gone', async () => (await admin.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'challengesessions' }) as { items: unknown[] }).items.length === 0);
 
     // Events are written best-effort (failures are swallowed), so check that they exist.
-    const events = await admin.core.listNamespacedEvent({ namespace: NS });
-    const reasons = new Set(events.items.filter((e) => e.reportingComponent === 'challenge-engine').map((e) => e.reason));
-    expect([...reasons]).toEqual(expect.arrayContaining(['Created', 'Ready', 'FlagShared']));
+    await waitUntil('the engine\u2019s Events', async () => {
+      const events = await admin.core.listNamespacedEvent({ namespace: NS });
+      const reasons = new Set(events.items.filter((e) => e.reportingComponent === 'challenge-engine').map((e) => e.reason));
+      return ['Created', 'Ready', 'FlagShared'].every((r) => reasons.has(r));
+    });
 
     const forbidden = logs.raw.filter((l) => /forbidden/i.test(l));
     expect(forbidden).toEqual([]);
