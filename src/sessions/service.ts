@@ -282,7 +282,8 @@ export class KubeSessionService implements SessionService {
     const correct = own ? await this.check(own, flag) : false;
     if (correct && own) {
       this.o.metrics.flagSubmissions.inc({ result: 'correct' });
-      await this.recordSolve(own);
+      // Already solved as far as the cache knows: nothing to read or write.
+      if (!own.status?.solved) await this.recordSolve(own);
       return { correct: true };
     }
     const owner = this.flags.ownerOf(challengeName, flag);
