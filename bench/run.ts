@@ -5,7 +5,8 @@
  *   npm run bench                 full sizes (the targets are set for these); 15-25 minutes
  *   npm run bench -- --quick      small sizes, a smoke run; under two minutes
  *   options: --runs N  --only spawn,flags,expiry,writes,scale  --profile  --out DIR  --keep-work
- *   (--only keeps the other scenarios' results of the same mode in the report)
+ *   (the report keeps the latest results of scenarios a run leaves out; --cleanup deletes each
+ *   scenario's namespaces and waits for them between scenarios)
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -37,7 +38,7 @@ const log = (m: string) => process.stderr.write(`[bench ${new Date().toISOString
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,scale] [--profile] [--out DIR] [--keep-work]\n',
+    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,scale] [--profile] [--out DIR] [--keep-work] [--cleanup] [--scale-sessions N]\n',
   );
   process.exit(2);
 }
@@ -74,6 +75,8 @@ async function main(): Promise<number> {
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
+      cleanup: { type: 'boolean', default: false },
+      'scale-sessions': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -85,22 +88,27 @@ async function main(): Promise<number> {
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : Object.keys(SCENARIOS);
   for (const s of only) if (!(s in SCENARIOS)) usage();
   const outDir = values.out ?? join(REPO_ROOT, 'docs');
+  const scaleSessions = values['scale-sessions'] === undefined ? undefined : Number(values['scale-sessions']);
+  if (scaleSessions !== undefined && (!Number.isInteger(scaleSessions) || scaleSessions < 10 || scaleSessions > 50_000)) usage();
   const argv = process.argv.slice(2).join(' ');
   const started = Date.now();
 
   let cluster: BenchCluster | undefined;
+  let clusterStarting: Promise<BenchCluster> | undefined;
   const workDir = await mkdtemp(join(tmpdir(), 'challenge-engine-bench-work-'));
-  let cleaning = false;
+  let cleaned: Promise<void> | undefined;
   let interrupted = false;
-  const cleanup = async () => {
-    if (cleaning) return;
-    cleaning = true;
+  // One clean-up, however many paths (signal, normal end) ask for it; all of them wait for it.
+  const cleanup = () => (cleaned ??= stopEverything());
+  const stopEverything = async () => {
     await Promise.all([...liveEngines].map((e) => e.kill().catch(() => undefined)));
+    // A signal during start-up: let the start finish (it is bounded), then stop what it started.
+    cluster ??= await clusterStarting?.catch(() => undefined);
     await cluster?.stop().catch((err: unknown) => log(`could not stop the cluster: ${String(err)}`));
   };
   const onSignal = (signal: string) => {
     interrupted = true;
-    log(`${signal}: stopping the engine processes and the cluster; no report is written`);
+    log(`${signal}: stopping the engine processes and the cluster (the report keeps only the scenarios already finished)`);
     void cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', () => onSignal('SIGINT'));
@@ -111,13 +119,14 @@ async function main(): Promise<number> {
   try {
     log(`${mode} mode, ${runs} run(s) per scenario: ${only.join(', ')}`);
     // Building and starting the control plane do not depend on each other.
-    const [built, up] = await Promise.allSettled([build(), startBenchCluster((m) => log(`cluster: ${m}`))]);
+    clusterStarting = startBenchCluster((m) => log(`cluster: ${m}`));
+    const [built, up] = await Promise.allSettled([build(), clusterStarting]);
     if (up.status === 'fulfilled') cluster = up.value;
     if (built.status === 'rejected') throw built.reason;
     if (up.status === 'rejected') throw up.reason;
     if (!cluster) throw new Error('the control plane did not start');
     const machine = await machineInfo(cluster);
-    const ctx = createContext({ mode, cluster, workDir, runs, profile: values.profile, log });
+    const ctx = createContext({ mode, cluster, workDir, runs, profile: values.profile, cleanup: values.cleanup, scaleSessions, log });
     for (const id of only) {
       if (interrupted) break;
       const fn = SCENARIOS[id] as (ctx: BenchContext) => Promise<ScenarioResult>;
@@ -142,18 +151,21 @@ async function main(): Promise<number> {
         results.push({ id, title: id, config: {}, notes: [], figures: [], tables: [], failures: [], error: message, seconds: (Date.now() - t) / 1000 });
         await Promise.all([...liveEngines].map((e) => e.kill().catch(() => undefined)));
       }
-      if (id !== only[only.length - 1]) await settleDeletions(ctx).catch((err: unknown) => log(`  could not remove namespaces: ${String(err)}`));
+      if (interrupted) break;
+      // Written after every scenario, so an interrupted run keeps what it finished; scenarios
+      // not (yet) run keep their latest results of this mode.
+      const files = await writeReport(outDir, {
+        mode,
+        date: new Date().toISOString(),
+        command: `npm run bench${argv ? ` -- ${argv}` : ''}`,
+        machine: { ...machine, loadAverageAtEnd: loadavg().map((v) => Math.round(v * 100) / 100) },
+        totalSeconds: (Date.now() - started) / 1000,
+        scenarios: [...results],
+      });
+      log(`  wrote ${files.json} and ${files.md}`);
+      if (id !== only[only.length - 1] && values.cleanup) await settleDeletions(ctx).catch((err: unknown) => log(`  could not remove namespaces: ${String(err)}`));
     }
     if (interrupted) return 130;
-    const files = await writeReport(outDir, {
-      mode,
-      date: new Date().toISOString(),
-      command: `npm run bench${argv ? ` -- ${argv}` : ''}`,
-      machine: { ...machine, loadAverageAtEnd: loadavg().map((v) => Math.round(v * 100) / 100) },
-      totalSeconds: (Date.now() - started) / 1000,
-      scenarios: results,
-    }, values.only !== undefined);
-    log(`wrote ${files.json} and ${files.md}`);
   } catch (err) {
     failed = true;
     log(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

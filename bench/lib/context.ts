@@ -19,7 +19,11 @@ export interface BenchContext {
   profile: boolean;
   issuer: TokenIssuer;
   log: (message: string) => void;
-  /** Namespaces being deleted, to be waited for between scenarios (settleDeletions). */
+  /** Active sessions in the scale scenario, instead of the mode's size. */
+  scaleSessions?: number;
+  /** Delete each scenario's namespaces between scenarios (settleDeletions). */
+  cleanup: boolean;
+  /** Namespaces to delete between scenarios. */
   deleting: string[];
 }
 
@@ -43,13 +47,13 @@ export async function prepareNamespace(ctx: BenchContext, namespace: string, ext
 }
 
 /**
- * Marks a scenario's namespace for deletion once its measurements are done (full mode; quick
- * runs leave everything to the cluster teardown). The runner deletes them between scenarios and
- * waits, so garbage collection never overlaps a measurement and the fake node, which takes
- * 20,000 Pods, does not fill up.
+ * Marks a scenario's namespace for deletion once its measurements are done. With --cleanup the
+ * runner deletes them between scenarios and waits, so garbage collection never overlaps a
+ * measurement; by default everything is left to the cluster teardown (the fake nodes and the
+ * service range hold a full run).
  */
 export async function cleanupNamespace(ctx: BenchContext, namespace: string): Promise<void> {
-  if (ctx.mode === 'full') ctx.deleting.push(namespace);
+  if (ctx.cleanup) ctx.deleting.push(namespace);
 }
 
 /** Deletes the namespaces marked by cleanupNamespace and waits (bounded) until they are gone. */

@@ -32,8 +32,9 @@ export interface ScenarioResult {
   failures: string[];
   error?: string;
   seconds: number;
-  /** When the scenario ran (reports can carry scenarios kept from an earlier run). */
+  /** When the scenario ran, and whether this report kept it from an earlier run of the mode. */
   ranAt?: string;
+  kept?: boolean;
 }
 
 export interface BenchReport {
@@ -53,7 +54,7 @@ const ABOUT = 'Written by `npm run bench` (bench/run.ts). One entry per mode: "f
  * Writes the report. With `merge`, scenarios of the same mode that this run did not include are
  * kept from the existing report (a rerun of some scenarios updates only those).
  */
-export async function writeReport(outDir: string, report: BenchReport, merge = false): Promise<{ json: string; md: string }> {
+export async function writeReport(outDir: string, report: BenchReport, merge = true): Promise<{ json: string; md: string }> {
   await mkdir(outDir, { recursive: true });
   const json = join(outDir, 'benchmarks.json');
   const md = join(outDir, 'benchmarks.md');
@@ -68,10 +69,10 @@ export async function writeReport(outDir: string, report: BenchReport, merge = f
   const previous = data[report.mode];
   if (merge && previous) {
     const ran = new Set(report.scenarios.map((x) => x.id));
-    const kept = previous.scenarios.filter((x) => !ran.has(x.id)).map((x) => ({ ...x, ranAt: x.ranAt ?? previous.date }));
+    const kept = previous.scenarios.filter((x) => !ran.has(x.id)).map((x) => ({ ...x, ranAt: x.ranAt ?? previous.date, kept: true }));
     const order = ['spawn', 'flags', 'expiry', 'writes', 'scale'];
     report.scenarios = [...kept, ...report.scenarios].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
-    report.command = `${previous.command}; then ${report.command}`;
+    if (kept.length > 0 && previous.command !== report.command) report.command = `${report.command} (some scenarios kept from: ${previous.command})`;
   }
   const next: JsonFile = { about: ABOUT, full: data.full, quick: data.quick, [report.mode]: report };
   await writeFile(json, `${JSON.stringify(next, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
@@ -141,7 +142,9 @@ function renderTable(t: Table): string {
   return [`**${t.title}**`, '', head, sep, ...rows].join('\n');
 }
 
-export function renderMarkdown(r: BenchReport): string {
+export function renderMarkdown(report: BenchReport): string {
+  // Scenario titles carry their number; show them in that order whatever order they ran in.
+  const r = { ...report, scenarios: [...report.scenarios].sort((a, b) => a.title.localeCompare(b.title)) };
   const m = r.machine;
   const out: string[] = [];
   const title = r.mode === 'full' ? 'Full run' : 'Quick run (small sizes; targets are set for the full run)';
@@ -166,7 +169,7 @@ export function renderMarkdown(r: BenchReport): string {
   out.push('');
   for (const s of r.scenarios) {
     out.push(`### ${s.title}`, '');
-    if (s.ranAt && s.ranAt.slice(0, 16) !== r.date.slice(0, 16)) out.push(`_Run on ${s.ranAt} (kept from an earlier run of this mode)._`, '');
+    if (s.kept) out.push(`_Run on ${s.ranAt} (kept from an earlier run of this mode)._`, '');
     const cfg = Object.entries(s.config).map(([k, v]) => `${k}: ${String(v)}`);
     if (cfg.length) out.push(`Settings: ${cfg.join('; ')}.`, '');
     for (const n of s.notes) out.push(`- ${n}`);

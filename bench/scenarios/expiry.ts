@@ -104,6 +104,9 @@ async function expiryRun(ctx: BenchContext, run: number, n: number, spreadMs: nu
       if (gone !== undefined) deleted++;
       lags.push((gone ?? deadline) - at);
     }
+    // Let garbage collection of the children finish, so it does not run into the next scenario.
+    const podsGone = Date.now() + pick(ctx, 120_000, 0);
+    while (Date.now() < podsGone && (await ctx.kube.core.listNamespacedPod({ namespace: ns, limit: 1 })).items.length > 0) await new Promise((r) => setTimeout(r, 1000));
     return { lagMs: distribution(lags), deleted, late, sessions: n };
   } finally {
     observer.stop();

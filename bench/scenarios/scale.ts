@@ -38,7 +38,7 @@ interface Idle {
 const MB = 1024 * 1024;
 
 export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> {
-  const n = pick(ctx, 10_000, 150);
+  const n = ctx.scaleSessions ?? pick(ctx, 10_000, 150);
   const idleSeconds = pick(ctx, 30, 10);
   const ns = 'bench-scale';
   await prepareNamespace(ctx, ns);
@@ -92,7 +92,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
   }
   return {
     id: 'scale',
-    title: '4. Scale',
+    title: `4. Scale (${n.toLocaleString('en-US')} sessions)`,
     config: { 'active sessions': n, 'idle window': `${idleSeconds} s`, CTF_RESYNC_SECONDS: '600 (default)', 'restart log level': 'info' },
     notes: [
       `Sessions are created directly (concurrency 50) across ${dynamic.length} dynamic-flag challenges; the engine (\`node dist/main.js\`) provisions them: ${n} sessions, ${4 * n} children. Created and all Running after ${Number.isFinite(provisionS) ? provisionS.toFixed(1) : 'n/a'} s.`,
