@@ -5,12 +5,11 @@
  * process by bench/scenarios/flags.ts with the same environment as the engine.
  */
 import { loadConfig } from '../src/config.js';
-import { startEngine } from '../src/engine.js';
+import { sessionService, startEngine } from '../src/engine.js';
 import { buildApp } from '../src/http/app.js';
 import { createTokenVerifier } from '../src/http/auth.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
-import { KubeSessionService } from '../src/sessions/service.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -18,15 +17,7 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const engine = await startEngine(config, log, { metrics });
   if (!config.tokenSecret) throw new Error('CTF_TOKEN_SECRET is required');
-  const service = new KubeSessionService({
-    kube: engine.kube,
-    caches: engine.caches,
-    writer: engine.writer,
-    log,
-    metrics,
-    flagKey: engine.flagKey,
-    maxSessionsPerUser: config.maxSessionsPerUser,
-  });
+  const service = sessionService(engine, log);
   const app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: [], rateLimit: false });
   await app.listen({ port: config.port, host: config.host });
   const shutdown = () => {

@@ -10,6 +10,7 @@ import { SessionController } from './controller/session-controller.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './api/group.js';
+import { KubeSessionService } from './sessions/service.js';
 
 /**
  * The engine without its HTTP listener: caches on every replica, the controller on the leader.
@@ -140,6 +141,19 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
       await caches.stop();
     },
   };
+}
+
+/** The player domain over this engine's caches, clients and flag key (what the HTTP API serves). */
+export function sessionService(engine: Engine, log: Logger): KubeSessionService {
+  return new KubeSessionService({
+    kube: engine.kube,
+    caches: engine.caches,
+    writer: engine.writer,
+    log,
+    metrics: engine.metrics,
+    flagKey: engine.flagKey,
+    maxSessionsPerUser: engine.config.maxSessionsPerUser,
+  });
 }
 
 /** Labels the sessions namespace so Pod Security Admission enforces `restricted` on every pod. */

@@ -5,10 +5,9 @@
 import { loadConfig, ConfigError } from './config.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics.js';
-import { startEngine } from './engine.js';
+import { sessionService, startEngine } from './engine.js';
 import { buildApp } from './http/app.js';
 import { createTokenVerifier } from './http/auth.js';
-import { KubeSessionService } from './sessions/service.js';
 
 async function main(): Promise<void> {
   let config;
@@ -28,15 +27,7 @@ async function main(): Promise<void> {
 
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   if (config.runApi && config.tokenSecret) {
-    const service = new KubeSessionService({
-      kube: engine.kube,
-      caches: engine.caches,
-      writer: engine.writer,
-      log,
-      metrics,
-      flagKey: engine.flagKey,
-      maxSessionsPerUser: config.maxSessionsPerUser,
-    });
+    const service = sessionService(engine, log);
     app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: config.corsOrigins });
     await app.listen({ port: config.port, host: config.host });
   }

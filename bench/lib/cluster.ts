@@ -2,7 +2,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { REPO_ROOT, ensureBinaries, startCluster, stopCluster, type ClusterState } from '../../scripts/lib/control-plane.js';
+import { REPO_ROOT, ensureBinaries, fakeNode, startCluster, stopCluster, type ClusterState } from '../../scripts/lib/control-plane.js';
 import { createKube } from '../../src/kube/client.js';
 
 /**
@@ -99,21 +99,7 @@ async function addNodes(kubeconfig: string, count: number, progress: (m: string)
   const kube = createKube(kubeconfig);
   const names = Array.from({ length: count }, (_, i) => `bench-node-${i + 1}`);
   for (const name of names) {
-    await kube.core.createNode({
-      body: {
-        metadata: {
-          name,
-          annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-          labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
-        },
-        spec: {},
-        status: {
-          allocatable: { cpu: '256', memory: '1Ti', pods: '20000' },
-          capacity: { cpu: '256', memory: '1Ti', pods: '20000' },
-          nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', kubeletVersion: 'fake', kubeProxyVersion: 'fake', bootID: '', containerRuntimeVersion: '', kernelVersion: '', machineID: '', osImage: '', systemUUID: '' },
-        },
-      },
-    });
+    await kube.core.createNode({ body: fakeNode(name) });
   }
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {

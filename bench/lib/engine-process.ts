@@ -2,9 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../scripts/lib/control-plane.js';
+import { REPO_ROOT, freePort } from '../../scripts/lib/control-plane.js';
 
 /**
  * The engine as a child process: `node dist/main.js` (built once by the runner) with its
@@ -27,15 +26,7 @@ export interface EngineOptions {
   tsxEntry?: string;
 }
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  srv.close();
-  if (addr === null || typeof addr === 'string') throw new Error('could not allocate a port');
-  return addr.port;
-}
+export { freePort };
 
 export interface LogMilestone {
   msg: string;

@@ -1,11 +1,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
-import { Agent, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { REPO_ROOT } from '../../scripts/lib/control-plane.js';
 import { ANNOTATION_EXPIRES_AT, API_VERSION, CHALLENGE_KIND, CHALLENGE_PLURAL, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
-import { createKube, fromKubeConfig, type Kube } from '../../src/kube/client.js';
+import { createKube, type Kube } from '../../src/kube/client.js';
 import { getJson } from '../../src/kube/raw.js';
 
 /**
@@ -16,31 +15,8 @@ import { getJson } from '../../src/kube/raw.js';
 
 export { createKube, type Kube };
 
-/**
- * A KubeConfig whose typed clients share one keep-alive connection pool. By default
- * @kubernetes/client-node 1.x gives every request a new https.Agent, so every call builds a TLS
- * context and does a full handshake; the benchmark's own traffic should not be slowed by that.
- */
-class ReusingKubeConfig extends KubeConfig {
-  private agent: Agent | undefined;
-
-  override async applySecurityAuthentication(context: Parameters<KubeConfig['applySecurityAuthentication']>[0]): Promise<void> {
-    await super.applySecurityAuthentication(context);
-    if (!this.agent) {
-      const opts: RequestOptions = {};
-      await this.applyToHTTPSOptions(opts);
-      this.agent = new Agent({ keepAlive: true, maxSockets: 128, ca: opts.ca, cert: opts.cert, key: opts.key });
-    }
-    context.setAgent(this.agent);
-  }
-}
-
-/** Typed clients for the benchmark itself, with connection reuse. */
-export function createBenchKube(kubeconfigPath: string): Kube {
-  const kc = new ReusingKubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  return fromKubeConfig(kc);
-}
+/** Typed clients for the benchmark itself; connection reuse comes from src/kube/client.ts. */
+export const createBenchKube = createKube;
 
 export const PSA_LABELS = {
   'pod-security.kubernetes.io/enforce': 'restricted',

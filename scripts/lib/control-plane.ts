@@ -57,7 +57,8 @@ export async function ensureBinaries(progress: Progress, extraArgs: string[] = [
   return dir;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
   const srv = createServer();
   srv.listen(0, '127.0.0.1');
   await once(srv, 'listening');
@@ -73,7 +74,8 @@ async function launch(state: ClusterState, name: Component, bin: string, args: s
   return startProcess(state.dir, name, bin, args);
 }
 
-async function startProcess(dir: string, name: string, bin: string, args: string[]): Promise<number> {
+/** Starts a detached process logging to <dir>/logs/<name>.log; returns its pid. */
+export async function startProcess(dir: string, name: string, bin: string, args: string[]): Promise<number> {
   const logFile = await open(join(dir, 'logs', `${name}.log`), 'a');
   // detached: own process group, so the cluster outlives `npm run cluster:up` and can be
   // stopped as a group without touching anything else.
@@ -258,7 +260,8 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
   }
 }
 
-function fakeNode(name: string) {
+/** A Node that kwok manages (annotation kwok.x-k8s.io/node=fake) with room for many pods. */
+export function fakeNode(name: string) {
   return {
     apiVersion: 'v1',
     kind: 'Node',
@@ -271,7 +274,7 @@ function fakeNode(name: string) {
     status: {
       allocatable: { cpu: '256', memory: '1Ti', pods: '20000' },
       capacity: { cpu: '256', memory: '1Ti', pods: '20000' },
-      nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', kubeletVersion: 'fake', kubeProxyVersion: 'fake' },
+      nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', kubeletVersion: 'fake', kubeProxyVersion: 'fake', bootID: '', containerRuntimeVersion: '', kernelVersion: '', machineID: '', osImage: '', systemUUID: '' },
     },
   };
 }

@@ -1,12 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { FAKE_NODE, REPO_ROOT, kubectl, type ClusterState, type Progress } from './control-plane.js';
+import { FAKE_NODE, REPO_ROOT, freePort, kubectl, startProcess, type ClusterState, type Progress } from './control-plane.js';
 
 /*
  * An optional real node for the local control plane: Debian's containerd + runc with its own
@@ -73,23 +72,8 @@ async function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {
   }
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  srv.close();
-  if (addr === null || typeof addr === 'string') throw new Error('could not allocate a port');
-  return addr.port;
-}
-
-async function startProcess(state: RealNodeState, name: string, bin: string, args: string[]): Promise<void> {
-  const logFile = await open(join(state.dir, 'logs', `${name}.log`), 'a');
-  const child = spawn(bin, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd] });
-  child.unref();
-  await logFile.close();
-  if (child.pid === undefined) throw new Error(`could not start ${name}`);
-  state.pids[name] = child.pid;
+async function startNodeProcess(state: RealNodeState, name: string, bin: string, args: string[]): Promise<void> {
+  state.pids[name] = await startProcess(state.dir, name, bin, args);
   await saveState(state);
 }
 
@@ -343,7 +327,7 @@ export async function startRealNode(cluster: ClusterState, progress: Progress, o
     await writeFile(join(dir, 'containerd', 'config.toml'), containerdConfig(dir, state.socket));
 
     progress('starting containerd');
-    await startProcess(state, 'containerd', 'containerd', ['--config', join(dir, 'containerd', 'config.toml')]);
+    await startNodeProcess(state, 'containerd', 'containerd', ['--config', join(dir, 'containerd', 'config.toml')]);
     await waitFor('containerd', 30_000, async () => (await sh('ctr', ['-a', state.socket, 'version'])).includes('Server'), join(dir, 'logs', 'containerd.log'));
 
     progress('importing the local images into containerd (k8s.io namespace)');
@@ -361,7 +345,7 @@ export async function startRealNode(cluster: ClusterState, progress: Progress, o
     const kubeletKubeconfig = await clientKubeconfig(cluster, pkiDir, 'kubelet', `/O=system:nodes/CN=system:node:${REAL_NODE}`);
     const [kubeletPort, kubeletHealthz, proxyHealthz, proxyMetrics] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     await writeFile(join(dir, 'kubelet', 'config.yaml'), kubeletConfig(cluster, state, { kubelet: kubeletPort, healthz: kubeletHealthz }));
-    await startProcess(state, 'kubelet', join(binDir, 'kubelet'), [
+    await startNodeProcess(state, 'kubelet', join(binDir, 'kubelet'), [
       `--config=${join(dir, 'kubelet', 'config.yaml')}`,
       `--kubeconfig=${kubeletKubeconfig}`,
       `--root-dir=${join(dir, 'kubelet')}`,
@@ -376,8 +360,8 @@ export async function startRealNode(cluster: ClusterState, progress: Progress, o
     progress('starting kube-proxy (iptables) and kube-router (NetworkPolicy only)');
     const proxyKubeconfig = await clientKubeconfig(cluster, pkiDir, 'kube-proxy', '/CN=system:kube-proxy');
     await writeFile(join(dir, 'kube-proxy.yaml'), kubeProxyConfig(proxyKubeconfig, { healthz: proxyHealthz, metrics: proxyMetrics }));
-    await startProcess(state, 'kube-proxy', join(binDir, 'kube-proxy'), [`--config=${join(dir, 'kube-proxy.yaml')}`, '--v=1']);
-    await startProcess(state, 'kube-router', kubeRouter, kubeRouterArgs(cluster));
+    await startNodeProcess(state, 'kube-proxy', join(binDir, 'kube-proxy'), [`--config=${join(dir, 'kube-proxy.yaml')}`, '--v=1']);
+    await startNodeProcess(state, 'kube-router', kubeRouter, kubeRouterArgs(cluster));
 
     if (opts.taintFakeNode) await kubectl(cluster, ['taint', 'node', FAKE_NODE, `${FAKE_NODE_TAINT}=true:NoSchedule`, '--overwrite']);
     await waitFor('the real node to become Ready', 120_000, async () => {

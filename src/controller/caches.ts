@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Kube } from '../kube/client.js';
-import { Informer, objectKey } from '../kube/informer.js';
+import { Informer } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
 import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
 import { challengeSchema, type Challenge } from '../api/challenge.js';
@@ -129,4 +129,3 @@ export class Caches {
   }
 }
 
-export { objectKey };

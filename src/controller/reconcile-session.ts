@@ -9,17 +9,16 @@ import { sessionRef, type Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
 import type { Caches } from './caches.js';
 import { effectiveRuntime, provisionedFromOf, type ChallengeRuntime } from '../reconcile/runtime.js';
-import { effectiveExpiry } from '../reconcile/expiry.js';
+import { effectiveExpiry, msUntil } from '../reconcile/expiry.js';
 import { childNames } from '../reconcile/names.js';
 import { desiredFlagSecret } from '../reconcile/secret.js';
 import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
 import { desiredService } from '../reconcile/service.js';
 import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-policy.js';
-import { computeStatus } from '../reconcile/status.js';
-import { mergePatch } from '../reconcile/merge-patch.js';
+import { computeStatus, statusPatch } from '../reconcile/status.js';
 import { Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
-import { deriveFlag } from '../flags/derive.js';
+import { flagForSession } from '../flags/derive.js';
 
 /**
  * One reconcile of one ChallengeSession: read the caches, decide with the pure functions in
@@ -75,7 +74,7 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   if (!chal && provisionedFromOf(session)) {
     return endSession(ctx, session, 'ChallengeDeleted', `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
-  const untilExpiry = expiresAt.getTime() - now.getTime();
+  const untilExpiry = msUntil(expiresAt, now);
 
   if (!eff) {
     const problem = chal && !chal.ok
@@ -167,7 +166,7 @@ async function ensure<T extends ObjectMetaLike & { kind?: string; metadata?: { a
 
 async function flagValue(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime): Promise<string | undefined> {
   if (runtime.flag.dynamic) {
-    return deriveFlag(ctx.flagKey, { challenge: session.spec.challenge, sessionUid: session.metadata.uid ?? '', user: session.spec.user }, runtime.flag.dynamic);
+    return flagForSession(ctx.flagKey, session, runtime);
   }
   const ref = runtime.flag.static?.secretRef;
   return ref ? ctx.readStaticFlag(ref.name, ref.key) : undefined;
@@ -175,8 +174,8 @@ async function flagValue(ctx: ReconcileContext, session: ChallengeSession, runti
 
 async function writeStatus(ctx: ReconcileContext, session: ChallengeSession, next: ReturnType<typeof computeStatus>): Promise<void> {
   const prev = session.status ?? {};
-  const patch = mergePatch(prev, next);
-  if (Object.keys(patch).length === 0) return;
+  const patch = statusPatch(prev, next);
+  if (!patch) return;
   await ctx.writer.patchSessionStatus(ctx.caches.namespace, session.metadata.name, patch);
   const name = session.metadata.name;
   if (next.phase !== prev.phase) {

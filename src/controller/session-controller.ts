@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
+import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
 import type { Kube } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
@@ -151,7 +151,7 @@ export class SessionController {
     for (const p of baselinePolicies(this.o.caches.namespace)) {
       const observed = this.children?.policies.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
       const desired = withSpecHash(p);
-      if (observed?.metadata?.annotations?.['ctf.challenge-engine.io/spec-hash'] === desired.metadata?.annotations?.['ctf.challenge-engine.io/spec-hash']) continue;
+      if (observed?.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === desired.metadata?.annotations?.[ANNOTATION_SPEC_HASH]) continue;
       await this.o.writer.apply(desired);
     }
   }

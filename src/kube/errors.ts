@@ -60,17 +60,3 @@ export function classifyError(err: unknown): KubeError {
   if (code === 410) return { kind: 'Gone', code, reason: 'Expired', message: 'resource version too old' };
   return { kind: 'Transient', code: code ?? 0, reason: 'Transient', message: err instanceof Error ? err.message : String(err) };
 }
-
-export function isKind(err: unknown, kind: KubeErrorKind): boolean {
-  return classifyError(err).kind === kind;
-}
-
-/** Runs a call and maps NotFound to undefined. */
-export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (err) {
-    if (isKind(err, 'NotFound')) return undefined;
-    throw err;
-  }
-}

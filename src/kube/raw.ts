@@ -1,6 +1,7 @@
 import { request, type RequestOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { sharedAgent } from './client.js';
 import type { ListPage } from './informer.js';
 
 /**
@@ -14,6 +15,7 @@ export async function getJson<T>(kc: KubeConfig, path: string, timeoutMs = 60_00
   const url = new URL(cluster.server.replace(/\/$/, '') + path);
   const opts: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
+  if (url.protocol === 'https:') opts.agent = await sharedAgent(kc);
   const send = url.protocol === 'http:' ? httpRequest : request;
   return new Promise<T>((resolve, reject) => {
     const req = send(url, { ...opts, timeout: timeoutMs }, (res) => {

@@ -53,12 +53,25 @@ export function runtimeOf(spec: ChallengeSpec): ChallengeRuntime {
   return { containers, expose, flag, network, lifetime };
 }
 
+/**
+ * Parsed snapshots by the object they were parsed from. Cached sessions are immutable and keep
+ * their identity until they change, so every flag check and view of one session after the first
+ * costs a lookup instead of a schema parse. Results are shared: callers must not mutate them.
+ */
+const parsedSnapshots = new WeakMap<object, ProvisionedFrom | null>();
+
 /** The snapshot recorded in the session's status, or undefined when absent or not parseable. */
 export function provisionedFromOf(session: Pick<ChallengeSession, 'status'>): ProvisionedFrom | undefined {
   const raw = (session.status as Record<string, unknown> | undefined)?.provisionedFrom;
   if (raw === undefined) return undefined;
-  const parsed = provisionedFromSchema.safeParse(raw);
-  return parsed.success ? parsed.data : undefined;
+  if (raw === null || typeof raw !== 'object') return undefined;
+  let hit = parsedSnapshots.get(raw);
+  if (hit === undefined) {
+    const parsed = provisionedFromSchema.safeParse(raw);
+    hit = parsed.success ? parsed.data : null;
+    parsedSnapshots.set(raw, hit);
+  }
+  return hit ?? undefined;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { ChallengeSession } from '../api/session.js';
 import type { Caches } from '../controller/caches.js';
 import type { Kube } from '../kube/client.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
-import { deriveFlag } from '../flags/derive.js';
+import { flagForSession } from '../flags/derive.js';
 
 /**
  * Maps a dynamic flag back to the session it belongs to, so a wrong submission can be checked
@@ -49,9 +49,9 @@ export class FlagIndex {
     const chal = c?.ok ? c.value : undefined;
     for (const s of this.caches.allSessions()) {
       if (s.spec.challenge !== challenge || !s.metadata.uid) continue;
-      const dyn = effectiveRuntime(s, chal)?.runtime.flag.dynamic;
-      if (!dyn) continue;
-      index.set(deriveFlag(this.key, { challenge, sessionUid: s.metadata.uid, user: s.spec.user }, dyn), s.metadata.name);
+      const runtime = effectiveRuntime(s, chal)?.runtime;
+      const flag = runtime && flagForSession(this.key, s, runtime);
+      if (flag) index.set(flag, s.metadata.name);
     }
     return index;
   }

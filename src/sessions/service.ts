@@ -16,7 +16,7 @@ import { effectiveRuntime } from '../reconcile/runtime.js';
 import { effectiveExpiry, extendedExpiry, formatExpiry, formatTimestamp, initialExpiry } from '../reconcile/expiry.js';
 import { sessionLabels } from '../reconcile/labels.js';
 import { userHash } from '../reconcile/names.js';
-import { deriveFlag, verifyFlag } from '../flags/derive.js';
+import { flagForSession, verifyFlag } from '../flags/derive.js';
 import { FlagIndex } from './flag-index.js';
 import { DomainError, type Caller, type CatalogueEntry, type FlagResult, type FlagTarget, type SessionService, type SessionView } from './types.js';
 
@@ -303,7 +303,7 @@ export class KubeSessionService implements SessionService {
     const eff = effectiveRuntime(s, this.challengeOf(s.spec.challenge));
     if (!eff || !s.metadata.uid) return false;
     const dyn = eff.runtime.flag.dynamic;
-    if (dyn) return verifyFlag(deriveFlag(this.o.flagKey, { challenge: s.spec.challenge, sessionUid: s.metadata.uid, user: s.spec.user }, dyn), flag);
+    if (dyn) return verifyFlag(flagForSession(this.o.flagKey, s, eff.runtime) ?? '', flag);
     const ref = eff.runtime.flag.static?.secretRef;
     if (!ref) return false;
     const expected = await this.flags.staticFlag(this.o.kube, this.o.caches.namespace, ref.name, ref.key);

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
@@ -9,6 +9,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import {
   apiserverReady,
+  freePort,
   pauseComponent,
   readState,
   resumeComponent,
@@ -96,15 +97,7 @@ export async function freeze(state: ClusterState, name: Component, ms: number): 
   }
 }
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  srv.close();
-  if (addr === null || typeof addr === 'string') throw new Error('could not allocate a port');
-  return addr.port;
-}
+export { freePort };
 
 export interface ApiProxy {
   /** A kubeconfig that reaches the apiserver through the proxy. */
