@@ -1,3 +1,4 @@
+import { Agent as HttpAgent } from 'node:http';
 import { Agent, type RequestOptions } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 
@@ -18,12 +19,18 @@ export interface Kube {
  * spawn burst put that at 45% of the engine's CPU. Credentials that change per request (bearer
  * tokens, including rotated in-cluster ones) still go in headers; only TLS material is pooled.
  */
-const agents = new WeakMap<k8s.KubeConfig, Promise<Agent>>();
+const agents = new WeakMap<k8s.KubeConfig, Promise<Agent | HttpAgent>>();
 
-export function sharedAgent(kc: k8s.KubeConfig): Promise<Agent> {
+/**
+ * The pooled agent for the kubeconfig's current cluster: https with its TLS material, or plain
+ * http for a cluster reached through `kubectl proxy` or another local proxy.
+ */
+export function sharedAgent(kc: k8s.KubeConfig): Promise<Agent | HttpAgent> {
   let agent = agents.get(kc);
   if (!agent) {
     agent = (async () => {
+      const server = kc.getCurrentCluster()?.server ?? '';
+      if (server.startsWith('http:')) return new HttpAgent({ keepAlive: true, maxSockets: 128 });
       const opts: RequestOptions = {};
       await kc.applyToHTTPSOptions(opts);
       return new Agent({ keepAlive: true, maxSockets: 128, ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized });

@@ -15,7 +15,7 @@ export async function getJson<T>(kc: KubeConfig, path: string, timeoutMs = 60_00
   const url = new URL(cluster.server.replace(/\/$/, '') + path);
   const opts: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
-  if (url.protocol === 'https:') opts.agent = await sharedAgent(kc);
+  opts.agent = await sharedAgent(kc);
   const send = url.protocol === 'http:' ? httpRequest : request;
   return new Promise<T>((resolve, reject) => {
     const req = send(url, { ...opts, timeout: timeoutMs }, (res) => {
