@@ -150,7 +150,7 @@ export class KubeSessionService implements SessionService {
         this.o.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
         const session = sessionSchema.parse(created);
         // Read-your-writes: the caller's next request on this replica must find the session.
-        await this.untilCached(name, session.metadata.uid, 2_000);
+        await this.untilCached(name, (c) => c?.metadata.uid === session.metadata.uid, 2_000);
         return { created: true, session: this.view(session) };
       } catch (err) {
         if (classifyError(err).kind !== 'AlreadyExists') throw err;
@@ -182,17 +182,22 @@ export class KubeSessionService implements SessionService {
     return this.view(this.visible(caller, id));
   }
 
-  /** Resolves once the cache holds the session with that uid (or after `timeoutMs`). */
-  private untilCached(name: string, uid: string | undefined, timeoutMs: number): Promise<void> {
+  /**
+   * Read-your-writes: resolves once this replica's cache shows the session in a state that
+   * satisfies `seen` (called with undefined when the cache has no such session), or after
+   * `timeoutMs`. The player's next request on this replica then sees what it just did.
+   */
+  private untilCached(name: string, seen: (s: ChallengeSession | undefined) => boolean, timeoutMs: number): Promise<void> {
     const cached = () => {
       const p = this.o.caches.session(name);
-      return p?.ok === true && (uid === undefined || p.value.metadata.uid === uid);
+      return seen(p?.ok ? p.value : undefined);
     };
     if (cached()) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.o.caches.sessions.off('add', check);
+        this.changes.off(name, check);
         resolve();
       };
       const check = () => {
@@ -200,6 +205,7 @@ export class KubeSessionService implements SessionService {
       };
       const timer = setTimeout(done, timeoutMs);
       this.o.caches.sessions.on('add', check);
+      this.changes.on(name, check);
     });
   }
 
@@ -207,7 +213,7 @@ export class KubeSessionService implements SessionService {
     const settled = (v: SessionView) => v.phase === 'Running' || v.phase === 'Failed' || v.phase === 'Expired';
     // A session just created through another replica may not be in this cache yet; only the
     // caller's own slot names are waited for, so unknown ids still fail fast.
-    if (!this.o.caches.session(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await this.untilCached(id, undefined, Math.min(timeoutMs, 2_000));
+    if (!this.o.caches.session(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await this.untilCached(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000));
     const first = this.get(caller, id);
     if (settled(first) || timeoutMs <= 0) return first;
     await new Promise<void>((resolve) => {
@@ -239,6 +245,7 @@ export class KubeSessionService implements SessionService {
     }
     this.o.metrics.sessionsEnded.inc({ reason: 'deleted' });
     this.o.log.info({ session: id, byAdmin: caller.admin && s.spec.user !== caller.user }, 'Deleted ChallengeSession');
+    await this.untilCached(id, (c) => c === undefined || c.metadata.uid !== s.metadata.uid || c.metadata.deletionTimestamp !== undefined, 2_000);
   }
 
   async extend(caller: Caller, id: string): Promise<SessionView> {
@@ -257,6 +264,8 @@ export class KubeSessionService implements SessionService {
         await this.o.writer.patchSessionMetadata(this.o.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: formatExpiry(next.at) } } }, live.metadata.resourceVersion);
         this.o.metrics.extensions.inc({ result: 'extended' });
         this.o.log.info({ session: id, expiresAt: formatExpiry(next.at) }, 'Extended ChallengeSession');
+        const expiresAt = formatExpiry(next.at);
+        await this.untilCached(id, (c) => c === undefined || c.metadata.uid !== live.metadata.uid || c.metadata.annotations?.[ANNOTATION_EXPIRES_AT] === expiresAt, 2_000);
         return { ...this.view(live), expiresAt: formatExpiry(next.at) };
       } catch (err) {
         const kind = classifyError(err).kind;
@@ -330,6 +339,7 @@ export class KubeSessionService implements SessionService {
           },
         );
         this.o.log.info({ session: s.metadata.name, challenge: s.spec.challenge }, 'Solved');
+        await this.untilCached(s.metadata.name, (c) => c === undefined || c.metadata.uid !== live.metadata.uid || c.status?.solved === true, 2_000);
         return;
       } catch (err) {
         const kind = classifyError(err).kind;

@@ -9,11 +9,17 @@ import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
 import { installSamples, listSessions, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
+import { apiProxy, type ApiProxy } from '../support/faults.js';
+import { createKube } from '../../src/kube/client.js';
 
 /** The player API over the real service, caches and controller (two API replicas, one controller). */
 const cluster = useCluster(import.meta.filename);
 let engine: Engine;
 const apis: { app: FastifyInstance; caches: Caches; metrics: ReturnType<typeof createMetrics> }[] = [];
+/** Index in `apis` of a replica whose caches watch through a proxy that lags 1 s. */
+const LAGGING = 2;
+const WATCH_LAG_MS = 1_000;
+let proxy: ApiProxy | undefined;
 const issuer = createTokenIssuer(TEST_TOKEN_SECRET);
 const auth = async (user: string, admin = false) => ({ authorization: `Bearer ${await issuer.issue({ user, admin, ttlSeconds: 600 })}` });
 
@@ -27,10 +33,11 @@ beforeAll(async () => {
   await installSamples(cluster.kube, cluster.namespace);
   await cluster.kubectl('create', 'secret', 'generic', 'crypto-baby-rsa-flag', '--from-literal=flag=CTF{static_flag_for_tests}');
   ({ engine } = await startTestEngine(cluster.kubeconfig, cluster.namespace, { CTF_MAX_SESSIONS_PER_USER: '3' }));
-  for (let i = 0; i < 2; i++) {
+  proxy = await apiProxy(cluster.kubeconfig, () => 0, { watchLagMs: WATCH_LAG_MS });
+  for (let i = 0; i < 3; i++) {
     const log = pino({ level: 'silent' });
     const metrics = createMetrics();
-    const caches = new Caches(engine.kube, cluster.namespace, log);
+    const caches = new Caches(i === LAGGING ? createKube(proxy.kubeconfig) : engine.kube, cluster.namespace, log);
     await caches.start();
     const service = new KubeSessionService({ kube: engine.kube, caches, writer: engine.writer, log, metrics, flagKey: engine.flagKey, maxSessionsPerUser: 3 });
     const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: { wrongFlagsPerMinutePerUser: 100, wrongFlagsPerMinutePerSession: 100 } });
@@ -44,6 +51,7 @@ afterAll(async () => {
     await a.caches.stop();
   }
   await engine?.stop();
+  await proxy?.close();
 });
 
 async function flagOf(sessionId: string): Promise<string> {
@@ -121,6 +129,39 @@ describe('read-your-writes', () => {
     const other = await (await api(1)).inject({ method: 'GET', url: `/api/sessions/${id}?wait=5`, headers: h });
     expect(other.statusCode).toBe(200);
     expect((await (await api(1)).inject({ method: 'GET', url: '/api/sessions/s-0000000000000000-0?wait=1', headers: h })).statusCode).toBe(404);
+  });
+});
+
+describe('read-your-writes on a replica whose cache lags the apiserver', () => {
+  it('shows a solve, an extension and a stop in the very next request', async () => {
+    const app = await api(LAGGING);
+    const h = await auth('laggard');
+    const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
+    expect(spawn.statusCode).toBe(201);
+    const id = spawn.json<{ session: { id: string } }>().session.id;
+    expect((await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).statusCode).toBe(200);
+    const flag = await waitUntil('the flag secret', () => flagOf(id).catch(() => undefined));
+    // Let the cache catch up with the controller's own writes, so only the player's write is new.
+    await new Promise((r) => setTimeout(r, 2 * WATCH_LAG_MS));
+
+    const started = Date.now();
+    expect((await app.inject({ method: 'POST', url: '/api/flags', headers: h, payload: { sessionId: id, flag } })).json()).toEqual({ correct: true });
+    const answeredIn = Date.now() - started;
+    const afterSolve = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json<{ session: { solved: boolean } }>();
+    expect(afterSolve.session.solved).toBe(true);
+    // The answer waited for the lagging watch rather than for a fixed time or the 2 s bound.
+    expect(answeredIn).toBeGreaterThanOrEqual(WATCH_LAG_MS * 0.9);
+
+    const ext = await app.inject({ method: 'POST', url: `/api/sessions/${id}/extend`, headers: h });
+    expect(ext.statusCode).toBe(200);
+    const expiresAt = ext.json<{ session: { expiresAt: string } }>().session.expiresAt;
+    const afterExtend = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json<{ session: { expiresAt: string } }>();
+    expect(afterExtend.session.expiresAt).toBe(expiresAt);
+
+    expect((await app.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: h })).statusCode).toBe(204);
+    expect((await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).statusCode).toBe(404);
+    const listed = (await app.inject({ method: 'GET', url: '/api/sessions', headers: h })).json<{ sessions: { id: string }[] }>();
+    expect(listed.sessions.map((s) => s.id)).not.toContain(id);
   });
 });
 

@@ -109,8 +109,10 @@ export interface ApiProxy {
  * A plain-HTTP proxy on loopback in front of the apiserver of `kubeconfig`, authenticating
  * upstream with that kubeconfig's credentials, that holds each request for `delayMs(method, path)`
  * milliseconds first: a slow apiserver for chosen requests only (watches and lists alike).
+ * With `watchLagMs`, every chunk of a watch stream is passed on that much later (in order): a
+ * cache that lags behind the apiserver, as under load.
  */
-export async function apiProxy(kubeconfig: string, delayMs: (method: string, path: string) => number): Promise<ApiProxy> {
+export async function apiProxy(kubeconfig: string, delayMs: (method: string, path: string) => number, opts: { watchLagMs?: number } = {}): Promise<ApiProxy> {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const upstream = new URL(kc.getCurrentCluster()?.server ?? '');
@@ -123,7 +125,14 @@ export async function apiProxy(kubeconfig: string, delayMs: (method: string, pat
         { ...upstreamOptions, hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...upstreamOptions.headers, ...req.headers, host: upstream.host } },
         (upRes) => {
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-          upRes.pipe(res);
+          const lag = opts.watchLagMs ?? 0;
+          if (lag <= 0 || !(req.url ?? '').includes('watch=true')) {
+            upRes.pipe(res);
+            return;
+          }
+          // Each chunk leaves `lag` ms after it arrived; timers of equal delay fire in order.
+          upRes.on('data', (chunk: Buffer) => setTimeout(() => res.write(chunk), lag));
+          upRes.on('end', () => setTimeout(() => res.end(), lag));
         },
       );
       up.on('error', () => res.destroy());
