@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ANNOTATION_EXPIRES_AT, API_VERSION, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../api/group.js';
+import { ANNOTATION_EXPIRES_AT, API_VERSION, GROUP, LABEL_CHALLENGE, LABEL_USER_HASH, SESSION_KIND, SESSION_PLURAL, VERSION } from '../api/group.js';
 import { parseDuration } from '../api/duration.js';
 import type { Challenge } from '../api/challenge.js';
 import type { ChallengeSession } from '../api/session.js';
@@ -25,7 +25,10 @@ import { DomainError, type Caller, type CatalogueEntry, type FlagResult, type Fl
  * apiserver: a user's sessions are named s-<userhash>-<slot> with slot < limit, so at most
  * `limit` can exist at once whatever the number of replicas, and slots are probed in an order
  * derived from the challenge so concurrent spawns of one challenge collide on the same name and
- * the loser returns the winner's session (idempotent spawn).
+ * the loser returns the winner's session (idempotent spawn). When a stop frees a slot in between,
+ * two spawns of one challenge can land in different slots; each creator then reads the user's
+ * sessions exactly as they were at its own create's resourceVersion, and whoever finds an older
+ * one of the same challenge there deletes its own and returns the older one.
  */
 
 export interface ServiceOptions {
@@ -43,7 +46,8 @@ export function sessionName(user: string, slot: number): string {
   return `s-${userHash(user)}-${slot}`;
 }
 
-function slotOrder(challenge: string, slots: number): number[] {
+/** The order in which a spawn of `challenge` probes the user's slots. */
+export function slotOrder(challenge: string, slots: number): number[] {
   const start = createHash('sha256').update(challenge).digest().readUInt32BE(0) % slots;
   return Array.from({ length: slots }, (_, i) => (start + i) % slots);
 }
@@ -149,6 +153,19 @@ export class KubeSessionService implements SessionService {
         const created: unknown = await this.o.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, body });
         this.o.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
         const session = sessionSchema.parse(created);
+        const older = await this.olderDuplicate(session).catch((err: unknown) => {
+          // Rare and harmless to skip: at worst the user holds two sessions of one challenge.
+          this.o.log.warn({ session: name, err: classifyError(err).message }, 'Could not check for a concurrent duplicate spawn');
+          return undefined;
+        });
+        if (older) {
+          await this.o.writer.deleteSession(this.o.caches.namespace, name, session.metadata.uid).catch((err: unknown) => {
+            if (classifyError(err).kind !== 'NotFound') throw err;
+          });
+          this.o.log.info({ session: name, kept: older.metadata.name, challenge: challengeName }, 'Deleted a duplicate from a concurrent spawn');
+          await this.untilCached(older.metadata.name, (c) => c !== undefined, 2_000);
+          return { created: false, session: this.view(older) };
+        }
         // Read-your-writes: the caller's next request on this replica must find the session.
         await this.untilCached(name, (c) => c?.metadata.uid === session.metadata.uid, 2_000);
         return { created: true, session: this.view(session) };
@@ -161,6 +178,27 @@ export class KubeSessionService implements SessionService {
       }
     }
     throw new DomainError('LimitReached', `at most ${this.o.maxSessionsPerUser} sessions at a time; stop one first`);
+  }
+
+  /**
+   * Another live session of the same user and challenge that existed when `own` was created:
+   * a list at exactly the create's resourceVersion holds everything created before it and
+   * nothing after, so of two concurrent creators exactly the later one finds the other.
+   */
+  private async olderDuplicate(own: ChallengeSession): Promise<ChallengeSession | undefined> {
+    const rv = own.metadata.resourceVersion;
+    if (!rv) return undefined;
+    const selector = `${LABEL_USER_HASH}=${userHash(own.spec.user)},${LABEL_CHALLENGE}=${own.spec.challenge}`;
+    const query = new URLSearchParams({ labelSelector: selector, resourceVersion: rv, resourceVersionMatch: 'Exact' });
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${this.o.caches.namespace}/${SESSION_PLURAL}?${query.toString()}`;
+    const list = await getJson<{ items?: unknown[] }>(this.o.kube.kc, path, 10_000);
+    for (const item of list.items ?? []) {
+      const p = sessionSchema.safeParse(item);
+      if (!p.success) continue;
+      const s = p.data;
+      if (s.metadata.uid !== own.metadata.uid && s.spec.user === own.spec.user && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
+    }
+    return undefined;
   }
 
   private async readLive(name: string): Promise<ChallengeSession | undefined> {

@@ -4,12 +4,15 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/http/app.js';
 import { createTokenIssuer, createTokenVerifier } from '../../src/http/auth.js';
 import { Caches } from '../../src/controller/caches.js';
-import { KubeSessionService } from '../../src/sessions/service.js';
+import { KubeSessionService, sessionName, slotOrder } from '../../src/sessions/service.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
 import { installSamples, listSessions, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
 import { apiProxy, type ApiProxy } from '../support/faults.js';
+import { ANNOTATION_EXPIRES_AT, API_VERSION, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
+import { sessionLabels } from '../../src/reconcile/labels.js';
+import { formatExpiry } from '../../src/reconcile/expiry.js';
 import { createKube } from '../../src/kube/client.js';
 
 /** The player API over the real service, caches and controller (two API replicas, one controller). */
@@ -162,6 +165,42 @@ describe('read-your-writes on a replica whose cache lags the apiserver', () => {
     expect((await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).statusCode).toBe(404);
     const listed = (await app.inject({ method: 'GET', url: '/api/sessions', headers: h })).json<{ sessions: { id: string }[] }>();
     expect(listed.sessions.map((s) => s.id)).not.toContain(id);
+  });
+});
+
+describe('idempotent spawn when a stop frees a slot in between', () => {
+  it('keeps the older of two sessions of one challenge created in different slots, and answers with it', async () => {
+    const user = 'slot-shifter';
+    const h = await auth(user);
+    // Another replica created web-notes in the challenge's second slot a moment ago (its first
+    // slot was taken then); the lagging replica has not seen it and finds the first slot free.
+    const [first, second] = slotOrder('web-notes', 3);
+    const olderName = sessionName(user, second ?? 0);
+    await cluster.kube.custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: cluster.namespace,
+      plural: SESSION_PLURAL,
+      body: {
+        apiVersion: API_VERSION,
+        kind: SESSION_KIND,
+        metadata: {
+          name: olderName,
+          labels: sessionLabels({ metadata: { name: olderName }, spec: { challenge: 'web-notes', user } }),
+          annotations: { [ANNOTATION_EXPIRES_AT]: formatExpiry(new Date(Date.now() + 3600_000)) },
+        },
+        spec: { challenge: 'web-notes', user },
+      },
+    });
+    const res = await (await api(LAGGING)).inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge: 'web-notes' } });
+    expect(res.statusCode).toBe(200);
+    expect(res.json<{ session: { id: string } }>().session.id).toBe(olderName);
+    const mine = await waitUntil('only the older session left', async () => {
+      const live = (await listSessions(cluster.kube, cluster.namespace)).filter((s) => s.spec.user === user);
+      return live.length === 1 ? live : undefined;
+    });
+    expect(mine.map((s) => s.metadata.name)).toEqual([olderName]);
+    expect(sessionName(user, first ?? 0)).not.toBe(olderName);
   });
 });
 
