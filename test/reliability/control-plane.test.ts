@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSession, installSamples, listSessions } from '../support/engine.js';
 import { freeze, localControlPlane, outage, type ClusterState } from '../support/faults.js';
 import { useCluster, waitUntil } from '../support/kube.js';
-import { ApiEngine, conflictLines, leakReport, phaseOf } from './helpers.js';
+import { LABEL_SESSION } from '../../src/api/group.js';
+import { ApiEngine, conflictLines, leakReport, managedObjects, phaseOf, readyReason } from './helpers.js';
 
 /**
  * Faults in the control plane under a running engine process: kube-apiserver stopped for 10 s,
@@ -42,8 +43,27 @@ async function allRunning(names: string[], timeoutMs: number): Promise<number> {
   await waitUntil(`${names.length} sessions Running`, async () => {
     const sessions = await listSessions(cluster.kube, cluster.namespace);
     return names.every((n) => sessions.some((s) => s.metadata.name === n && phaseOf(s) === 'Running'));
-  }, timeoutMs, 250);
+  }, timeoutMs, 250).catch(async (err: unknown) => {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n${await stuckReport(names)}`);
+  });
   return Date.now() - t0;
+}
+
+/** Where the sessions that are not Running stand, their Pods, and the engine's last log lines. */
+async function stuckReport(names: string[]): Promise<string> {
+  const sessions = await listSessions(cluster.kube, cluster.namespace);
+  const { pods } = await managedObjects(cluster.kube, cluster.namespace);
+  const stuck = names
+    .map((n) => sessions.find((s) => s.metadata.name === n) ?? n)
+    .filter((s) => typeof s === 'string' || phaseOf(s) !== 'Running')
+    .map((s) => {
+      if (typeof s === 'string') return `${s}: missing`;
+      const pod = pods.find((p) => p.metadata?.labels?.[LABEL_SESSION] === s.metadata.name);
+      const podState = pod ? `pod node=${pod.spec?.nodeName ?? '-'} phase=${pod.status?.phase ?? '-'}` : 'no pod';
+      return `${s.metadata.name}: ${phaseOf(s)} ${readyReason(s) ?? ''} observedGeneration=${s.status?.observedGeneration ?? '-'}; ${podState}`;
+    });
+  const tail = (engine?.logLines() ?? []).slice(-25).map((l) => JSON.stringify(l).slice(0, 300));
+  return `not Running:\n${stuck.join('\n')}\nengine log tail:\n${tail.join('\n')}`;
 }
 
 /** Waits until some of the sessions are being worked on and not all are done: the moment to pull the plug. */
@@ -110,6 +130,10 @@ describe('control-plane outages under a running engine', () => {
     const before = await createMany('etcdout', 15);
     const atStop = await midProvisioning(before);
     const out = await outage(state, 'etcd', 5_000);
+    // kwok (the stand-in for the kubelets) sometimes misses a pod bound around an etcd restart
+    // and never relists: the pod stays Pending on its node, and its session rightly Provisioning.
+    // A kubelet relists on reconnect; restarting kwok does the same, so only the engine is tested.
+    await outage(state, 'kwok', 0);
     const after = await createMany('etcdafter', 5);
     const recoveryMs = await allRunning([...before, ...after], 120_000);
 

@@ -153,5 +153,5 @@ export function readyReason(s: ChallengeSession): string | undefined {
 /** Log lines that report a server-side apply or update conflict. */
 export function conflictLines(lines: Record<string, unknown>[]): Record<string, unknown>[] {
   const text = (v: unknown) => (typeof v === 'string' ? v : (JSON.stringify(v) ?? ''));
-  return lines.filter((l) => /conflict|409/i.test(`${text(l.err)} ${text(l.msg)}`));
+  return lines.filter((l) => /conflict|\b409\b/i.test(`${text(l.err)} ${text(l.msg)}`));
 }
