@@ -118,9 +118,11 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     await writeStatus(ctx, session, computeStatus({ session, runtime: eff, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
     return { requeueAfterMs: Math.min(untilExpiry, 60_000) };
   }
-  for (const kind of created) {
-    void ctx.writer.event(sessionRef(session), 'Normal', 'Created', `Created ${kind} ${kind === 'Secret' ? names.secret : names.pod}`).catch(() => undefined);
-    ctx.log.info({ session: session.metadata.name, kind }, `Created ${kind}`);
+  for (const kind of created) ctx.log.info({ session: session.metadata.name, kind }, `Created ${kind}`);
+  if (created.length > 0) {
+    // One Event for everything this pass created: an Event is a write like any other.
+    const what = created.map((kind) => `${kind} ${kind === 'Secret' ? names.secret : names.pod}`).join(', ');
+    void ctx.writer.event(sessionRef(session), 'Normal', 'Created', `Created ${what}`).catch(() => undefined);
   }
   if (droppedCidrs.length > 0 && created.includes('NetworkPolicy')) {
     void ctx.writer

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { USER_PATTERN } from '../api/session.js';
 import type { Caller } from '../sessions/types.js';
@@ -89,15 +90,28 @@ function describeJoseError(err: unknown): string {
   return 'the token is malformed';
 }
 
+/** Tokens verified recently; a player sends the same token with every request. */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export function createTokenVerifier(secret: string, now: () => Date = () => new Date()): TokenVerifier {
-  const key = secretKey(secret);
+  const raw = secretKey(secret);
+  // Imported once: given raw bytes, jose would import a WebCrypto key on every verification.
+  const key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+  // Keyed by the whole token, so only a byte-identical token that passed every check before
+  // skips the signature; its expiry is still checked on every use.
+  const verified = new LRUCache<string, { caller: Caller; exp: number }>({ max: VERIFIED_CACHE_SIZE });
   return {
     async verify(token) {
       if (token.length > MAX_TOKEN_LENGTH) throw new InvalidTokenError('the token is too long');
       const currentDate = now();
+      const hit = verified.get(token);
+      if (hit) {
+        if (hit.exp > currentDate.getTime() / 1000 - CLOCK_TOLERANCE_SECONDS) return hit.caller;
+        verified.delete(token);
+      }
       let payload: unknown;
       try {
-        ({ payload } = await jwtVerify(token, key, {
+        ({ payload } = await jwtVerify(token, await key, {
           algorithms: ['HS256'],
           issuer: TOKEN_ISSUER,
           audience: TOKEN_AUDIENCE,
@@ -110,10 +124,13 @@ export function createTokenVerifier(secret: string, now: () => Date = () => new 
       }
       const claims = claimsSchema.safeParse(payload);
       if (!claims.success) throw new InvalidTokenError(`the token claims are invalid: ${claims.error.issues.map((i) => i.message).join(', ')}`);
-      const { sub, team, role, iat } = claims.data;
+      const { sub, team, role, iat, exp } = claims.data;
       // jose checks iat only together with maxTokenAge; a token from the future is as suspect as an nbf in it.
       if (iat !== undefined && iat > currentDate.getTime() / 1000 + CLOCK_TOLERANCE_SECONDS) throw new InvalidTokenError('the token was issued in the future');
-      return { user: sub, ...(team !== undefined ? { team } : {}), admin: role === 'admin' };
+      const caller: Caller = { user: sub, ...(team !== undefined ? { team } : {}), admin: role === 'admin' };
+      Object.freeze(caller);
+      verified.set(token, { caller, exp });
+      return caller;
     },
   };
 }

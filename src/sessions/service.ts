@@ -376,6 +376,7 @@ export class KubeSessionService implements SessionService {
             ],
           },
         );
+        this.o.metrics.solves.inc({ challenge: s.spec.challenge });
         this.o.log.info({ session: s.metadata.name, challenge: s.spec.challenge }, 'Solved');
         await this.untilCached(s.metadata.name, (c) => c === undefined || c.metadata.uid !== live.metadata.uid || c.status?.solved === true, 2_000);
         return;

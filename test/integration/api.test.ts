@@ -100,6 +100,9 @@ describe('player journey', () => {
     await new Promise((r) => setTimeout(r, 300));
     const later = (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers: h })).json<{ session: { solvedAt?: string } }>();
     expect(later.session.solvedAt).toBe(solved.solvedAt);
+    // One recorded solve, counted once, however often the right flag comes back.
+    const solves = (await apis[0]?.metrics.solves.get())?.values.find((v) => v.labels.challenge === 'web-notes')?.value;
+    expect(solves).toBe(1);
 
     const ext = await app.inject({ method: 'POST', url: `/api/sessions/${id}/extend`, headers: h });
     expect(ext.statusCode).toBe(200);

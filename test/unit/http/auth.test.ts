@@ -46,6 +46,29 @@ describe('tokens', () => {
     await expect(verifier.verify(await craft({ exp: now() - 40 }))).rejects.toBeInstanceOf(InvalidTokenError);
     await expect(verifier.verify(await craft({ nbf: now() + 40 }))).rejects.toBeInstanceOf(InvalidTokenError);
   });
+
+  it('remembers a verified token but still enforces its expiry, and never a token that failed', async () => {
+    let clock = Date.now();
+    const verifier = createTokenVerifier(SECRET, () => new Date(clock));
+    const token = await craft({ exp: now() + 60 });
+    const first = await verifier.verify(token);
+    expect(await verifier.verify(token)).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    // Past exp plus the 30 s tolerance, the remembered token is refused like any other.
+    clock += 95_000;
+    await expect(verifier.verify(token)).rejects.toThrow(/expired/);
+    clock -= 95_000;
+    // A token that failed (here: nbf in the future) is checked again, and passes only once valid.
+    const early = await craft({ nbf: now() + 100 });
+    await expect(verifier.verify(early)).rejects.toThrow(/not valid yet/);
+    await expect(verifier.verify(early)).rejects.toThrow(/not valid yet/);
+    clock += 75_000;
+    await expect(verifier.verify(early)).resolves.toMatchObject({ user: 'alice' });
+    // One byte off in the signature of a remembered token: verified afresh, and refused.
+    const sig = token.slice(token.lastIndexOf('.') + 1);
+    const flipped = `${token.slice(0, token.lastIndexOf('.') + 1)}${sig[0] === 'A' ? 'B' : 'A'}${sig.slice(1)}`;
+    await expect(verifier.verify(flipped)).rejects.toThrow(/signature is invalid/);
+  });
 });
 
 describe('authentication of /api routes', () => {
