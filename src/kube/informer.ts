@@ -123,7 +123,7 @@ export class Informer<T extends ObjectMetaLike> {
     let rv = '';
     do {
       const page = await this.opts.list(token);
-      for (const item of page.items) seen.set(objectKey(item), item);
+      for (const item of page.items) seen.set(objectKey(item), slim(item));
       token = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (token);
@@ -229,6 +229,7 @@ export class Informer<T extends ObjectMetaLike> {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED': {
+        slim(obj);
         const key = objectKey(obj);
         const old = this.store.get(key);
         this.store.set(key, obj);
@@ -253,4 +254,14 @@ export class Informer<T extends ObjectMetaLike> {
     }
     if (rv) this.resourceVersion = rv;
   }
+}
+
+/**
+ * Drops metadata.managedFields before an object is cached: nothing in the engine reads them, and
+ * for objects written with server-side apply they are often the largest part of the object.
+ */
+function slim<T extends ObjectMetaLike>(obj: T): T {
+  const meta = obj.metadata as { managedFields?: unknown } | undefined;
+  if (meta?.managedFields !== undefined) delete meta.managedFields;
+  return obj;
 }

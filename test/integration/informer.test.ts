@@ -31,6 +31,10 @@ describe('Informer', () => {
     await waitUntil('watch events', () => events.includes('delete pre-a') && events.includes('update live'));
     expect(inf.get(`${cluster.namespace}/live`)?.data?.v).toBe('2');
     expect(inf.get(`${cluster.namespace}/pre-a`)).toBeUndefined();
+    // The apiserver sends managedFields with every object; the cache keeps none, listed or watched.
+    const live = await cluster.kube.core.readNamespacedConfigMap({ name: 'live', namespace: cluster.namespace });
+    expect(live.metadata?.managedFields?.length).toBeGreaterThan(0);
+    for (const o of inf.list()) expect(o.metadata).not.toHaveProperty('managedFields');
     await inf.stop();
   });
 
