@@ -136,7 +136,11 @@ export class KubeSessionService implements SessionService {
 
     const now = this.now();
     const lifetime = challenge.spec.lifetime;
-    for (const slot of slotOrder(challengeName, this.o.maxSessionsPerUser)) {
+    // Slots this replica's cache shows taken are tried last rather than skipped: the cache may
+    // lag a stop, and the apiserver's answer to the create is what decides.
+    const order = slotOrder(challengeName, this.o.maxSessionsPerUser);
+    const taken = (slot: number) => this.o.caches.session(sessionName(caller.user, slot)) !== undefined;
+    for (const slot of [...order.filter((s) => !taken(s)), ...order.filter(taken)]) {
       const name = sessionName(caller.user, slot);
       const body = {
         apiVersion: API_VERSION,
