@@ -35,6 +35,8 @@ export interface ScenarioResult {
   /** When the scenario ran, and whether this report kept it from an earlier run of the mode. */
   ranAt?: string;
   kept?: boolean;
+  /** The command of the run a kept scenario comes from. */
+  command?: string;
 }
 
 export interface BenchReport {
@@ -69,10 +71,11 @@ export async function writeReport(outDir: string, report: BenchReport, merge = t
   const previous = data[report.mode];
   if (merge && previous) {
     const ran = new Set(report.scenarios.map((x) => x.id));
-    const kept = previous.scenarios.filter((x) => !ran.has(x.id)).map((x) => ({ ...x, ranAt: x.ranAt ?? previous.date, kept: true }));
+    // Reports written before scenarios carried their command nested it in the header.
+    const own = (c: string) => c.replace(/ \(some scenarios kept from: .*$/, '');
+    const kept = previous.scenarios.filter((x) => !ran.has(x.id)).map((x) => ({ ...x, ranAt: x.ranAt ?? previous.date, kept: true, command: x.command ?? own(previous.command) }));
     const order = ['spawn', 'flags', 'expiry', 'writes', 'scale'];
     report.scenarios = [...kept, ...report.scenarios].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
-    if (kept.length > 0 && previous.command !== report.command) report.command = `${report.command} (some scenarios kept from: ${previous.command})`;
   }
   const next: JsonFile = { about: ABOUT, full: data.full, quick: data.quick, [report.mode]: report };
   await writeFile(json, `${JSON.stringify(next, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
@@ -149,7 +152,8 @@ export function renderMarkdown(report: BenchReport): string {
   const out: string[] = [];
   const title = r.mode === 'full' ? 'Full run' : 'Quick run (small sizes; targets are set for the full run)';
   out.push(`## ${title}`, '');
-  out.push(`${r.date} · \`${r.command}\` · ${Math.round(r.totalSeconds)} s in all`, '');
+  const kept = r.scenarios.filter((s) => s.kept).map((s) => s.title);
+  out.push(`${r.date} · \`${r.command}\` · ${Math.round(r.totalSeconds)} s in all${kept.length ? ` · kept from earlier runs: ${kept.join(', ')}` : ''}`, '');
   out.push('| machine | |', '| --- | --- |');
   out.push(`| CPU | ${m.cpuModel}, ${m.cores} cores |`);
   out.push(`| memory | ${m.memoryGiB} GiB |`);
@@ -169,7 +173,7 @@ export function renderMarkdown(report: BenchReport): string {
   out.push('');
   for (const s of r.scenarios) {
     out.push(`### ${s.title}`, '');
-    if (s.kept) out.push(`_Run on ${s.ranAt} (kept from an earlier run of this mode)._`, '');
+    if (s.kept) out.push(`_Run on ${s.ranAt ?? ''}${s.command ? ` with \`${s.command}\`` : ''} (kept from an earlier run of this mode)._`, '');
     const cfg = Object.entries(s.config).map(([k, v]) => `${k}: ${String(v)}`);
     if (cfg.length) out.push(`Settings: ${cfg.join('; ')}.`, '');
     for (const n of s.notes) out.push(`- ${n}`);
