@@ -75,11 +75,12 @@ export class SessionController {
     const { kube, log, metrics } = this.o;
     const ns = this.o.caches.namespace;
     const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
-    const mk = <T extends Owned>(name: string, path: string) => {
+    const mk = <T extends Owned>(name: string, path: string, transform?: (obj: T) => T) => {
       const inf = new Informer<T>({
         name,
         kc: kube.kc,
         path,
+        transform,
         labelSelector: selector,
         list: pagedList<T>(kube.kc, path, selector),
         log,
@@ -98,7 +99,12 @@ export class SessionController {
       return inf;
     };
     this.children = {
-      pods: mk<V1Pod & Owned>('pods', `/api/v1/namespaces/${ns}/pods`),
+      // Pods are never updated and their status is judged from metadata and status alone, so the
+      // spec (containers, env, volumes: most of a Pod) is not kept.
+      pods: mk<V1Pod & Owned>('pods', `/api/v1/namespaces/${ns}/pods`, (pod) => {
+        delete pod.spec;
+        return pod;
+      }),
       services: mk<V1Service & Owned>('services', `/api/v1/namespaces/${ns}/services`),
       secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`),
       policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`),

@@ -34,6 +34,11 @@ export interface InformerOptions<T> {
   stallMs?: number;
   onRelist?: () => void;
   onError?: () => void;
+  /**
+   * Trims each object before it is cached (after managedFields are dropped): keep only what the
+   * cache's readers use. Handlers see the trimmed object.
+   */
+  transform?: (obj: T) => T;
 }
 
 type Handler<T> = (obj: T, old?: T) => void;
@@ -57,6 +62,11 @@ export class Informer<T extends ObjectMetaLike> {
   private loopDone: Promise<void> | undefined;
 
   constructor(private readonly opts: InformerOptions<T>) {}
+
+  private trim(obj: T): T {
+    const slimmed = slim(obj);
+    return this.opts.transform ? this.opts.transform(slimmed) : slimmed;
+  }
 
   on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
     this.handlers[event].push(handler);
@@ -123,7 +133,7 @@ export class Informer<T extends ObjectMetaLike> {
     let rv = '';
     do {
       const page = await this.opts.list(token);
-      for (const item of page.items) seen.set(objectKey(item), slim(item));
+      for (const item of page.items) seen.set(objectKey(item), this.trim(item));
       token = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (token);
@@ -229,12 +239,12 @@ export class Informer<T extends ObjectMetaLike> {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED': {
-        slim(obj);
-        const key = objectKey(obj);
+        const trimmed = this.trim(obj);
+        const key = objectKey(trimmed);
         const old = this.store.get(key);
-        this.store.set(key, obj);
-        if (old) this.emit('update', obj, old);
-        else this.emit('add', obj);
+        this.store.set(key, trimmed);
+        if (old) this.emit('update', trimmed, old);
+        else this.emit('add', trimmed);
         break;
       }
       case 'DELETED': {

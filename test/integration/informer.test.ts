@@ -7,15 +7,33 @@ import { useCluster, waitUntil } from '../support/kube.js';
 
 const cluster = useCluster(import.meta.filename);
 
-function configMapInformer(stallMs?: number) {
+function configMapInformer(stallMs?: number, transform?: (cm: V1ConfigMap) => V1ConfigMap) {
   const path = `/api/v1/namespaces/${cluster.namespace}/configmaps`;
   const warnings: string[] = [];
   const log = pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) });
-  const inf = new Informer<V1ConfigMap>({ name: 'cm', kc: cluster.kube.kc, path, list: pagedList(cluster.kube.kc, path, undefined, 2), log, stallMs });
+  const inf = new Informer<V1ConfigMap>({ name: 'cm', kc: cluster.kube.kc, path, list: pagedList(cluster.kube.kc, path, undefined, 2), log, stallMs, transform });
   return { inf, warnings };
 }
 
 describe('Informer', () => {
+  it('caches and hands out listed and watched objects as its transform trims them', async () => {
+    await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: 'trim-listed' }, data: { big: 'x'.repeat(1000), keep: '1' } } });
+    const { inf } = configMapInformer(undefined, (cm) => {
+      delete cm.data?.big;
+      return cm;
+    });
+    const added: V1ConfigMap[] = [];
+    inf.on('add', (o) => added.push(o));
+    await inf.start();
+    await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: 'trim-watched' }, data: { big: 'y'.repeat(1000), keep: '2' } } });
+    await waitUntil('the watched object', () => inf.get(`${cluster.namespace}/trim-watched`));
+    for (const name of ['trim-listed', 'trim-watched']) {
+      expect(inf.get(`${cluster.namespace}/${name}`)?.data).toEqual({ keep: name === 'trim-listed' ? '1' : '2' });
+      expect(added.find((o) => o.metadata?.name === name)?.data).not.toHaveProperty('big');
+    }
+    await inf.stop();
+  });
+
   it('lists across pages, then follows adds, updates and deletes from the watch', async () => {
     for (const n of ['a', 'b', 'c']) await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: `pre-${n}` } } });
     const { inf } = configMapInformer();
