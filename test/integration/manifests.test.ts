@@ -301,6 +301,7 @@ describe('manifests/monitoring (optional)', () => {
       'challenge_engine_spawn_to_ready_seconds_bucket',
       'challenge_engine_sessions_ended_total',
       'challenge_engine_flag_submissions_total',
+      'challenge_engine_solves_total',
       'challenge_engine_flag_sharing_suspected_total',
       'challenge_engine_session_extensions_total',
       'http_request_duration_seconds_count',
