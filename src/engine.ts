@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createKube, type Kube } from './kube/client.js';
-import { classifyError } from './kube/errors.js';
+import { classifyError, ignoreNotFound } from './kube/errors.js';
 import { createWriter, type Writer } from './kube/writes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Caches } from './controller/caches.js';
@@ -69,14 +69,8 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     context: {
       flagKey,
       readStaticFlag: async (name, key) => {
-        try {
-          const s = await kube.core.readNamespacedSecret({ name, namespace: config.namespace });
-          const v = s.data?.[key];
-          return v ? Buffer.from(v, 'base64').toString('utf8') : undefined;
-        } catch (err) {
-          if (classifyError(err).kind === 'NotFound') return undefined;
-          throw err;
-        }
+        const v = (await ignoreNotFound(kube.core.readNamespacedSecret({ name, namespace: config.namespace })))?.data?.[key];
+        return v ? Buffer.from(v, 'base64').toString('utf8') : undefined;
       },
       pod: DEFAULT_POD_DEFAULTS,
       network: {

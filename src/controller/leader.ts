@@ -1,6 +1,6 @@
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { classifyError } from '../kube/errors.js';
+import { classifyError, ignoreNotFound } from '../kube/errors.js';
 
 /**
  * Leader election on a coordination.k8s.io Lease, the way client-go does it: the holder renews
@@ -95,13 +95,8 @@ export class LeaderElector {
     }
   }
 
-  private async read(): Promise<V1Lease | undefined> {
-    try {
-      return await this.o.coord.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
-    } catch (err) {
-      if (classifyError(err).kind === 'NotFound') return undefined;
-      throw err;
-    }
+  private read(): Promise<V1Lease | undefined> {
+    return ignoreNotFound(this.o.coord.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace }));
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {

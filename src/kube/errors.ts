@@ -60,3 +60,13 @@ export function classifyError(err: unknown): KubeError {
   if (code === 410) return { kind: 'Gone', code, reason: 'Expired', message: 'resource version too old' };
   return { kind: 'Transient', code: code ?? 0, reason: 'Transient', message: err instanceof Error ? err.message : String(err) };
 }
+
+/** Awaits an apiserver call, with NotFound as undefined; every other error is rethrown. */
+export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (classifyError(err).kind === 'NotFound') return undefined;
+    throw err;
+  }
+}

@@ -8,7 +8,7 @@ import type { ChallengeSession } from '../api/session.js';
 import { sessionSchema } from '../api/session.js';
 import type { Caches } from '../controller/caches.js';
 import type { Kube } from '../kube/client.js';
-import { classifyError } from '../kube/errors.js';
+import { classifyError, ignoreNotFound } from '../kube/errors.js';
 import { getJson } from '../kube/raw.js';
 import { sessionRef, type Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
@@ -68,6 +68,7 @@ export class KubeSessionService implements SessionService {
     const notify = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.changes.emit(obj.metadata.name);
     };
+    o.caches.sessions.on('add', notify);
     o.caches.sessions.on('update', notify);
     o.caches.sessions.on('delete', notify);
     this.flags = new FlagIndex(o.caches, o.flagKey);
@@ -163,9 +164,7 @@ export class KubeSessionService implements SessionService {
           return undefined;
         });
         if (older) {
-          await this.o.writer.deleteSession(this.o.caches.namespace, name, session.metadata.uid).catch((err: unknown) => {
-            if (classifyError(err).kind !== 'NotFound') throw err;
-          });
+          await ignoreNotFound(this.o.writer.deleteSession(this.o.caches.namespace, name, session.metadata.uid));
           this.o.log.info({ session: name, kept: older.metadata.name, challenge: challengeName }, 'Deleted a duplicate from a concurrent spawn');
           await this.untilCached(older.metadata.name, (c) => c !== undefined, 2_000);
           return { created: false, session: this.view(older) };
@@ -206,13 +205,8 @@ export class KubeSessionService implements SessionService {
   }
 
   private async readLive(name: string): Promise<ChallengeSession | undefined> {
-    try {
-      const raw: unknown = await this.o.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, name });
-      return sessionSchema.parse(raw);
-    } catch (err) {
-      if (classifyError(err).kind === 'NotFound') return undefined;
-      throw err;
-    }
+    const raw: unknown = await ignoreNotFound(this.o.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.o.caches.namespace, plural: SESSION_PLURAL, name }));
+    return raw === undefined ? undefined : sessionSchema.parse(raw);
   }
 
   list(caller: Caller, all = false): SessionView[] {
@@ -238,7 +232,6 @@ export class KubeSessionService implements SessionService {
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.o.caches.sessions.off('add', check);
         this.changes.off(name, check);
         resolve();
       };
@@ -246,9 +239,13 @@ export class KubeSessionService implements SessionService {
         if (cached()) done();
       };
       const timer = setTimeout(done, timeoutMs);
-      this.o.caches.sessions.on('add', check);
       this.changes.on(name, check);
     });
+  }
+
+  /** Until the cache shows the session `uid` gone, replaced by another, or as `shows` wants it. */
+  private untilCachedShows(name: string, uid: string | undefined, shows: (s: ChallengeSession) => boolean): Promise<void> {
+    return this.untilCached(name, (c) => c === undefined || c.metadata.uid !== uid || shows(c), 2_000);
   }
 
   async waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView> {
@@ -287,7 +284,7 @@ export class KubeSessionService implements SessionService {
     }
     this.o.metrics.sessionsEnded.inc({ reason: 'deleted' });
     this.o.log.info({ session: id, byAdmin: caller.admin && s.spec.user !== caller.user }, 'Deleted ChallengeSession');
-    await this.untilCached(id, (c) => c === undefined || c.metadata.uid !== s.metadata.uid || c.metadata.deletionTimestamp !== undefined, 2_000);
+    await this.untilCachedShows(id, s.metadata.uid, (c) => c.metadata.deletionTimestamp !== undefined);
   }
 
   async extend(caller: Caller, id: string): Promise<SessionView> {
@@ -303,12 +300,12 @@ export class KubeSessionService implements SessionService {
         throw new DomainError('MaxLifetime', next.error === 'Expired' ? 'the session has expired' : 'the session is already at its maximum lifetime');
       }
       try {
-        await this.o.writer.patchSessionMetadata(this.o.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: formatExpiry(next.at) } } }, live.metadata.resourceVersion);
-        this.o.metrics.extensions.inc({ result: 'extended' });
-        this.o.log.info({ session: id, expiresAt: formatExpiry(next.at) }, 'Extended ChallengeSession');
         const expiresAt = formatExpiry(next.at);
-        await this.untilCached(id, (c) => c === undefined || c.metadata.uid !== live.metadata.uid || c.metadata.annotations?.[ANNOTATION_EXPIRES_AT] === expiresAt, 2_000);
-        return { ...this.view(live), expiresAt: formatExpiry(next.at) };
+        await this.o.writer.patchSessionMetadata(this.o.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: expiresAt } } }, live.metadata.resourceVersion);
+        this.o.metrics.extensions.inc({ result: 'extended' });
+        this.o.log.info({ session: id, expiresAt }, 'Extended ChallengeSession');
+        await this.untilCachedShows(id, live.metadata.uid, (c) => c.metadata.annotations?.[ANNOTATION_EXPIRES_AT] === expiresAt);
+        return { ...this.view(live), expiresAt };
       } catch (err) {
         const kind = classifyError(err).kind;
         // Deleted (stopped or expired) between the read and the write.
@@ -382,7 +379,7 @@ export class KubeSessionService implements SessionService {
         );
         this.o.metrics.solves.inc({ challenge: s.spec.challenge });
         this.o.log.info({ session: s.metadata.name, challenge: s.spec.challenge }, 'Solved');
-        await this.untilCached(s.metadata.name, (c) => c === undefined || c.metadata.uid !== live.metadata.uid || c.status?.solved === true, 2_000);
+        await this.untilCachedShows(s.metadata.name, live.metadata.uid, (c) => c.status?.solved === true);
         return;
       } catch (err) {
         const kind = classifyError(err).kind;

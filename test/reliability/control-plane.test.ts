@@ -82,12 +82,19 @@ async function phases(names: string[]): Promise<Record<string, number>> {
 
 const holder = async () => (await cluster.kube.coord.readNamespacedLease({ name: LEASE, namespace: cluster.namespace }).catch(() => undefined))?.spec;
 
+/** Starts an engine process with leader election (5 s lease) and waits until it leads. */
+async function startLeadingEngine(identity: string): Promise<ApiEngine> {
+  const e = await ApiEngine.create(cluster, { CTF_LEADER_ELECTION: 'true', CTF_LEASE_SECONDS: '5', CTF_LEASE_NAME: LEASE, CTF_IDENTITY: identity });
+  engine = e;
+  await e.start();
+  await waitUntil('the engine leads', async () => (await holder())?.holderIdentity === identity, 30_000);
+  return e;
+}
+
 describe('control-plane outages under a running engine', () => {
   it('recovers from a 10 s kube-apiserver outage during provisioning in the same process: relists, re-leads, finishes all work', async () => {
-    engine = await ApiEngine.create(cluster, { CTF_LEADER_ELECTION: 'true', CTF_LEASE_SECONDS: '5', CTF_LEASE_NAME: LEASE, CTF_IDENTITY: 'engine-outage' });
-    await engine.start();
+    engine = await startLeadingEngine('engine-outage');
     const pid = engine.pid;
-    await waitUntil('the engine leads', async () => (await holder())?.holderIdentity === 'engine-outage', 30_000);
 
     const before = await createMany('apiout', 24);
     const atStop = await midProvisioning(before);
@@ -122,10 +129,8 @@ describe('control-plane outages under a running engine', () => {
   });
 
   it('recovers from a 5 s etcd outage: the apiserver reconnects and the engine finishes all work in the same process', async () => {
-    engine = await ApiEngine.create(cluster, { CTF_LEADER_ELECTION: 'true', CTF_LEASE_SECONDS: '5', CTF_LEASE_NAME: LEASE, CTF_IDENTITY: 'engine-etcd' });
-    await engine.start();
+    engine = await startLeadingEngine('engine-etcd');
     const pid = engine.pid;
-    await waitUntil('the engine leads', async () => (await holder())?.holderIdentity === 'engine-etcd', 30_000);
 
     const before = await createMany('etcdout', 15);
     const atStop = await midProvisioning(before);
