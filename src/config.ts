@@ -44,6 +44,7 @@ const envSchema = z.object({
   CTF_RESYNC_SECONDS: int(1, 86_400).default(600),
   CTF_WATCH_TIMEOUT_SECONDS: int(5, 3600).optional(),
   CTF_WATCH_STALL_SECONDS: int(2, 7200).optional(),
+  CTF_CACHE_AUDIT_SECONDS: int(0, 3600).default(10),
   CTF_LEADER_ELECTION: bool.default(true),
   CTF_LEASE_NAME: z.string().default('challenge-engine-controller'),
   CTF_LEASE_SECONDS: int(2, 300).default(15),
@@ -70,8 +71,13 @@ export interface Config {
   maxSessionsPerUser: number;
   reconcileConcurrency: number;
   resyncMs: number;
-  /** Server-side watch timeout (default 240-300 s, randomised) and the silence after which a watch is restarted. */
-  watch: { timeoutSeconds?: number; stallMs?: number };
+  /** Period of the pod-cache audit (0: off). */
+  auditMs: number;
+  /**
+   * Server-side watch timeout (default 240-300 s, randomised), the silence after which a watch is
+   * restarted, and the age after which the caches relist when a watch ends (the resync period).
+   */
+  watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number };
   leaderElection: boolean;
   leaseName: string;
   leaseMs: number;
@@ -113,7 +119,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     maxSessionsPerUser: e.CTF_MAX_SESSIONS_PER_USER,
     reconcileConcurrency: e.CTF_RECONCILE_CONCURRENCY,
     resyncMs: e.CTF_RESYNC_SECONDS * 1000,
-    watch: { timeoutSeconds: e.CTF_WATCH_TIMEOUT_SECONDS, stallMs: e.CTF_WATCH_STALL_SECONDS === undefined ? undefined : e.CTF_WATCH_STALL_SECONDS * 1000 },
+    auditMs: e.CTF_CACHE_AUDIT_SECONDS * 1000,
+    watch: {
+      timeoutSeconds: e.CTF_WATCH_TIMEOUT_SECONDS,
+      stallMs: e.CTF_WATCH_STALL_SECONDS === undefined ? undefined : e.CTF_WATCH_STALL_SECONDS * 1000,
+      relistEveryMs: e.CTF_RESYNC_SECONDS * 1000,
+    },
     leaderElection: e.CTF_LEADER_ELECTION,
     leaseName: e.CTF_LEASE_NAME,
     leaseMs: e.CTF_LEASE_SECONDS * 1000,

@@ -65,6 +65,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     metrics,
     concurrency: config.reconcileConcurrency,
     resyncMs: config.resyncMs,
+    auditMs: config.auditMs,
     watch: config.watch,
     context: {
       flagKey,

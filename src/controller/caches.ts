@@ -29,7 +29,7 @@ export class Caches {
     readonly namespace: string,
     log: Logger,
     metrics?: Metrics,
-    watch: { timeoutSeconds?: number; stallMs?: number } = {},
+    watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number } = {},
   ) {
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
     const mk = (plural: string) =>
@@ -41,6 +41,7 @@ export class Caches {
         log,
         watchTimeoutSeconds: watch.timeoutSeconds,
         stallMs: watch.stallMs,
+        relistEveryMs: watch.relistEveryMs,
         onRelist: () => metrics?.informerRelists.inc({ informer: plural }),
         onError: () => metrics?.informerErrors.inc({ informer: plural }),
       });

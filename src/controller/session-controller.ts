@@ -13,6 +13,9 @@ import { withSpecHash } from '../reconcile/children.js';
 import type { Caches } from './caches.js';
 import { reconcileSession, type ChildCaches, type ReconcileContext } from './reconcile-session.js';
 import { WorkQueue } from './workqueue.js';
+import { CacheAudit } from './cache-audit.js';
+import { childNames } from '../reconcile/names.js';
+import { ignoreNotFound } from '../kube/errors.js';
 
 /**
  * Drives reconciles while this replica leads: watches the owned kinds, maps every event to the
@@ -30,7 +33,12 @@ export interface SessionControllerOptions {
   metrics: Metrics;
   concurrency: number;
   resyncMs: number;
-  watch?: { timeoutSeconds?: number; stallMs?: number };
+  /**
+   * How often the pod cache is checked against the apiserver for sessions that should be Running
+   * by now (0: never); see CacheAudit. Sessions younger than two periods are left alone.
+   */
+  auditMs?: number;
+  watch?: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number };
   context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
 }
 
@@ -40,6 +48,7 @@ export class SessionController {
   private children: ChildCaches | undefined;
   private queue: WorkQueue | undefined;
   private resync: NodeJS.Timeout | undefined;
+  private audit: NodeJS.Timeout | undefined;
   private running = false;
 
   constructor(private readonly o: SessionControllerOptions) {
@@ -86,6 +95,7 @@ export class SessionController {
         log,
         watchTimeoutSeconds: this.o.watch?.timeoutSeconds,
         stallMs: this.o.watch?.stallMs,
+        relistEveryMs: this.o.watch?.relistEveryMs,
         onRelist: () => metrics.informerRelists.inc({ informer: name }),
         onError: () => metrics.informerErrors.inc({ informer: name }),
       });
@@ -129,6 +139,7 @@ export class SessionController {
     this.enqueueAll();
     this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
     this.resync.unref();
+    this.startAudit(this.children.pods);
     log.info({ namespace: ns, sessions: this.o.caches.sessions.list().length }, 'Controller started');
   }
 
@@ -137,6 +148,8 @@ export class SessionController {
     if (!this.running) return;
     this.running = false;
     if (this.resync) clearInterval(this.resync);
+    if (this.audit) clearTimeout(this.audit);
+    this.audit = undefined;
     const q = this.queue;
     this.queue = undefined;
     await q?.shutdown();
@@ -151,6 +164,49 @@ export class SessionController {
 
   private enqueueAll(): void {
     for (const raw of this.o.caches.sessions.list()) if (raw.metadata?.name) this.queue?.add(raw.metadata.name);
+  }
+
+  /**
+   * Rounds of the pod-cache audit, one after another: sessions not Running some time after they
+   * were created are the ones a lost Pod event would leave stuck.
+   */
+  private startAudit(pods: Informer<V1Pod>): void {
+    const every = this.o.auditMs ?? 10_000;
+    if (every <= 0) return;
+    const after = 2 * every;
+    const { kube, log, metrics } = this.o;
+    const ns = this.o.caches.namespace;
+    const audit = new CacheAudit({
+      informer: pods,
+      perRound: 5,
+      readLive: async (key) => (await ignoreNotFound(kube.core.readNamespacedPod({ name: key.slice(ns.length + 1), namespace: ns })))?.metadata?.resourceVersion ?? null,
+      onStale: (keys) => {
+        metrics.cacheStale.inc({ informer: 'pods' }, keys.length);
+        log.warn({ informer: 'pods', objects: keys }, 'Cache missed an update the apiserver has; relisting');
+      },
+    });
+    const tick = async () => {
+      const cutoff = Date.now() - after;
+      const candidates: string[] = [];
+      for (const s of this.o.caches.allSessions()) {
+        const phase = s.status?.phase ?? 'Pending';
+        if ((phase !== 'Pending' && phase !== 'Provisioning') || s.metadata.deletionTimestamp) continue;
+        if (new Date(String(s.metadata.creationTimestamp)).getTime() > cutoff) continue;
+        candidates.push(`${ns}/${childNames(s.metadata.name).pod}`);
+      }
+      await audit.round(candidates);
+    };
+    const schedule = () => {
+      this.audit = setTimeout(() => {
+        void tick()
+          .catch((err: unknown) => log.warn({ err: classifyError(err).message }, 'Cache audit failed'))
+          .finally(() => {
+            if (this.running && this.audit) schedule();
+          });
+      }, every);
+      this.audit.unref();
+    };
+    schedule();
   }
 
   private async ensureNamespaceBaseline(): Promise<void> {

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 /**
  * A list-watch cache that never gives up. client-node's informer stops on any non-410 error
  * and cannot notice a watch that goes silent; this one:
- *  - relists on 410 Gone and whenever the resource version is unknown,
+ *  - relists on 410 Gone, whenever the resource version is unknown, and (optionally) at the end
+ *    of the first watch after `relistEveryMs`, as a safety net for events the apiserver lost,
  *  - retries every other failure with capped exponential backoff,
  *  - asks for bookmarks and a server-side watch timeout, and aborts a watch that has been quiet
  *    for longer than `stallMs` (a frozen connection sends nothing, not even bookmarks),
@@ -32,6 +33,12 @@ export interface InformerOptions<T> {
   log: Logger;
   watchTimeoutSeconds?: number;
   stallMs?: number;
+  /**
+   * Relist instead of resuming when a watch ends this long after the last list. A watch resumes
+   * from the last resource version it saw, so an event the apiserver failed to deliver would
+   * otherwise be missed until the process restarts; this bounds how long.
+   */
+  relistEveryMs?: number;
   onRelist?: () => void;
   onError?: () => void;
   /**
@@ -59,6 +66,7 @@ export class Informer<T extends ObjectMetaLike> {
   private abortCurrent: (() => void) | undefined;
   private wake: (() => void) | undefined;
   private lastActivity = 0;
+  private lastRelist = 0;
   private loopDone: Promise<void> | undefined;
 
   constructor(private readonly opts: InformerOptions<T>) {}
@@ -150,6 +158,7 @@ export class Informer<T extends ObjectMetaLike> {
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old);
     }
     this.resourceVersion = rv;
+    this.lastRelist = Date.now();
     this.opts.onRelist?.();
     if (!this.synced) {
       this.synced = true;
@@ -165,6 +174,8 @@ export class Informer<T extends ObjectMetaLike> {
         if (this.stopped) break;
         await this.watchOnce();
         backoff = 250;
+        const every = this.opts.relistEveryMs;
+        if (every !== undefined && every > 0 && Date.now() - this.lastRelist >= every) this.resourceVersion = '';
       } catch (err) {
         if (this.stopped) break;
         const code = (err as { statusCode?: number; code?: number }).statusCode ?? (err as { code?: number }).code;

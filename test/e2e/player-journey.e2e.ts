@@ -273,6 +273,11 @@ describe('real containers', () => {
         },
       },
     });
+    // Players spawn what the catalogue lists: wait until this replica's catalogue shows it.
+    await waitUntil('e2e-probe in the catalogue', async () => {
+      const r = await app.inject({ method: 'GET', url: '/api/challenges', headers: await auth('alice') });
+      return r.json<{ challenges: { name: string }[] }>().challenges.some((c) => c.name === 'e2e-probe');
+    }, 10_000, 50);
     const probe = await spawnReady('alice', 'e2e-probe');
 
     // Positive controls: without a policy of its own, the entry point reaches all three.

@@ -3,6 +3,8 @@ import { pino } from 'pino';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { Informer } from '../../src/kube/informer.js';
 import { pagedList } from '../../src/kube/raw.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { apiProxy } from '../support/faults.js';
 import { useCluster, waitUntil } from '../support/kube.js';
 
 const cluster = useCluster(import.meta.filename);
@@ -77,5 +79,32 @@ describe('Informer', () => {
     await inf.start();
     await waitUntil('the delete made while stopped', () => deletes.includes('pre-b'));
     await inf.stop();
+  });
+
+  it('repairs a watch event the apiserver lost with a relist at the first watch end after relistEveryMs, and not without', async () => {
+    await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: 'lossy' }, data: { v: '1' } } });
+    // Every watch event about 'lossy' with v=2 is swallowed on the way, as if never sent.
+    const proxy = await apiProxy(cluster.kubeconfig, () => 0, {
+      dropWatchEvent: (_path, ev) => ev.object.metadata?.name === 'lossy' && (ev.object as { data?: { v?: string } }).data?.v === '2',
+    });
+    const kc = new KubeConfig();
+    kc.loadFromFile(proxy.kubeconfig);
+    const path = `/api/v1/namespaces/${cluster.namespace}/configmaps`;
+    const log = pino({ level: 'silent' });
+    const make = (relistEveryMs?: number) => new Informer<V1ConfigMap>({ name: 'cm', kc, path, list: pagedList(kc, path), log, watchTimeoutSeconds: 1, relistEveryMs });
+    const resuming = make();
+    const relisting = make(1_500);
+    try {
+      await Promise.all([resuming.start(), relisting.start()]);
+      await cluster.kube.core.patchNamespacedConfigMap({ name: 'lossy', namespace: cluster.namespace, body: [{ op: 'replace', path: '/data/v', value: '2' }] });
+      const key = `${cluster.namespace}/lossy`;
+      await waitUntil('the relisting cache to repair itself', () => relisting.get(key)?.data?.v === '2', 10_000, 50);
+      // Three more one-second watches, each resumed from the last version seen: still stale.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(resuming.get(key)?.data?.v).toBe('1');
+    } finally {
+      await Promise.all([resuming.stop(), relisting.stop()]);
+      await proxy.close();
+    }
   });
 });

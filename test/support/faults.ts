@@ -99,6 +99,11 @@ export async function freeze(state: ClusterState, name: Component, ms: number): 
 
 export { freePort };
 
+export interface WatchEvent {
+  type: string;
+  object: { metadata?: { name?: string; resourceVersion?: string }; status?: { phase?: string } };
+}
+
 export interface ApiProxy {
   /** A kubeconfig that reaches the apiserver through the proxy. */
   kubeconfig: string;
@@ -112,7 +117,11 @@ export interface ApiProxy {
  * With `watchLagMs`, every chunk of a watch stream is passed on that much later (in order): a
  * cache that lags behind the apiserver, as under load.
  */
-export async function apiProxy(kubeconfig: string, delayMs: (method: string, path: string) => number, opts: { watchLagMs?: number } = {}): Promise<ApiProxy> {
+export async function apiProxy(
+  kubeconfig: string,
+  delayMs: (method: string, path: string) => number,
+  opts: { watchLagMs?: number; dropWatchEvent?: (path: string, event: WatchEvent) => boolean } = {},
+): Promise<ApiProxy> {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const upstream = new URL(kc.getCurrentCluster()?.server ?? '');
@@ -126,13 +135,28 @@ export async function apiProxy(kubeconfig: string, delayMs: (method: string, pat
         (upRes) => {
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           const lag = opts.watchLagMs ?? 0;
-          if (lag <= 0 || !(req.url ?? '').includes('watch=true')) {
+          const drop = opts.dropWatchEvent;
+          const url = req.url ?? '/';
+          if ((lag <= 0 && !drop) || !url.includes('watch=true')) {
             upRes.pipe(res);
             return;
           }
-          // Each chunk leaves `lag` ms after it arrived; timers of equal delay fire in order.
-          upRes.on('data', (chunk: Buffer) => setTimeout(() => res.write(chunk), lag));
-          upRes.on('end', () => setTimeout(() => res.end(), lag));
+          const later = (f: () => void) => (lag > 0 ? setTimeout(f, lag) : f());
+          // Watch events are JSON lines: the ones `drop` picks are never delivered, as if the
+          // apiserver had lost them. Each chunk leaves `lag` ms after it arrived; timers of
+          // equal delay fire in order.
+          let partial = '';
+          upRes.on('data', (chunk: Buffer) => {
+            if (!drop) {
+              later(() => res.write(chunk));
+              return;
+            }
+            const lines = (partial + chunk.toString('utf8')).split('\n');
+            partial = lines.pop() ?? '';
+            const kept = lines.filter((l) => l.trim() === '' || !drop(url, JSON.parse(l) as WatchEvent));
+            if (kept.length > 0) later(() => res.write(kept.map((l) => `${l}\n`).join('')));
+          });
+          upRes.on('end', () => later(() => res.end(partial)));
         },
       );
       up.on('error', () => res.destroy());
