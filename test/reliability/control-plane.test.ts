@@ -154,9 +154,11 @@ describe('control-plane outages under a running engine', () => {
     const leaks = await leakReport(cluster.kube, cluster.namespace);
     expect(leaks.orphans).toEqual([]);
     expect(leaks.duplicatePods).toEqual([]);
+    // Pod events the apiserver lost around the restart, found and repaired by the cache audit.
+    const repaired = engine.logLines().filter((l) => l.msg === 'Cache missed an update the apiserver has; relisting').flatMap((l) => l.objects as string[]);
     console.log(
       `[reliability] etcd outage: phases at stop ${JSON.stringify(atStop)}; stop ${out.stopMs} ms, down 5 s, apiserver ready ${out.readyMs} ms after etcd restart; ` +
-        `all ${before.length + after.length} sessions Running ${recoveryMs} ms later; same pid ${pid}`,
+        `all ${before.length + after.length} sessions Running ${recoveryMs} ms later; lost Pod events repaired: ${repaired.length ? repaired.join(', ') : 'none'}; same pid ${pid}`,
     );
   });
 
