@@ -15,6 +15,8 @@ import type { Metrics } from '../metrics.js';
 
 type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown } };
 
+type Schema<T> = { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } };
+
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
 export class Caches {
@@ -32,8 +34,17 @@ export class Caches {
     watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number } = {},
   ) {
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
-    const mk = (plural: string) =>
+    // Objects are parsed as they enter the cache, and one that parses is stored as its parsed
+    // form: one copy per object instead of the raw JSON plus the parsed one.
+    const mk = (plural: string, schema: Schema<unknown>) =>
       new Informer<Raw>({
+        transform: (raw) => {
+          const p = this.parse(raw, schema);
+          if (!p.ok) return raw;
+          const value = p.value as Raw;
+          this.parsed.set(value, p);
+          return value;
+        },
         name: plural,
         kc: kube.kc,
         path: `${base}/${plural}`,
@@ -45,8 +56,8 @@ export class Caches {
         onRelist: () => metrics?.informerRelists.inc({ informer: plural }),
         onError: () => metrics?.informerErrors.inc({ informer: plural }),
       });
-    this.sessions = mk(SESSION_PLURAL);
-    this.challenges = mk(CHALLENGE_PLURAL);
+    this.sessions = mk(SESSION_PLURAL, sessionSchema);
+    this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
     const index = (raw: Raw) => {
       const user = raw.spec?.user;
       const name = raw.metadata?.name;
@@ -89,7 +100,7 @@ export class Caches {
     return this.sessions.hasSynced() && this.challenges.hasSynced();
   }
 
-  private parse<T>(raw: Raw, schema: { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }): Parsed<T> {
+  private parse<T>(raw: Raw, schema: Schema<T>): Parsed<T> {
     const hit = this.parsed.get(raw);
     if (hit) return hit as Parsed<T>;
     const r = schema.safeParse(raw);

@@ -42,6 +42,11 @@ export interface SessionControllerOptions {
   context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
 }
 
+/** Keeps what identifies an object and nothing of its content. */
+function metadataOnly<T extends { apiVersion?: string; kind?: string; metadata?: unknown }>(obj: T): T {
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata } as T;
+}
+
 type Owned = { metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> } };
 
 export class SessionController {
@@ -115,9 +120,11 @@ export class SessionController {
         delete pod.spec;
         return pod;
       }),
-      services: mk<V1Service & Owned>('services', `/api/v1/namespaces/${ns}/services`),
-      secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`),
-      policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`),
+      // Services, Secrets and NetworkPolicies are judged by their spec-hash annotation, owner and
+      // existence alone: only metadata is kept (and no flag value stays in memory).
+      services: mk<V1Service & Owned>('services', `/api/v1/namespaces/${ns}/services`, metadataOnly),
+      secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`, metadataOnly),
+      policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, metadataOnly),
     };
     // Every child cache must be complete before the first reconcile: a reconcile that ran on a
     // partial cache would take existing children for missing ones and apply them again.
