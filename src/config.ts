@@ -45,6 +45,7 @@ const envSchema = z.object({
   CTF_WATCH_TIMEOUT_SECONDS: int(5, 3600).optional(),
   CTF_WATCH_STALL_SECONDS: int(2, 7200).optional(),
   CTF_CACHE_AUDIT_SECONDS: int(0, 3600).default(10),
+  CTF_RELIST_SECONDS: int(0, 604_800).default(3600),
   CTF_LEADER_ELECTION: bool.default(true),
   CTF_LEASE_NAME: z.string().default('challenge-engine-controller'),
   CTF_LEASE_SECONDS: int(2, 300).default(15),
@@ -75,7 +76,7 @@ export interface Config {
   auditMs: number;
   /**
    * Server-side watch timeout (default 240-300 s, randomised), the silence after which a watch is
-   * restarted, and the age after which the caches relist when a watch ends (the resync period).
+   * restarted, and the age after which the caches relist when a watch ends (0: never).
    */
   watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number };
   leaderElection: boolean;
@@ -123,7 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watch: {
       timeoutSeconds: e.CTF_WATCH_TIMEOUT_SECONDS,
       stallMs: e.CTF_WATCH_STALL_SECONDS === undefined ? undefined : e.CTF_WATCH_STALL_SECONDS * 1000,
-      relistEveryMs: e.CTF_RESYNC_SECONDS * 1000,
+      relistEveryMs: e.CTF_RELIST_SECONDS * 1000,
     },
     leaderElection: e.CTF_LEADER_ELECTION,
     leaseName: e.CTF_LEASE_NAME,

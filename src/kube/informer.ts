@@ -141,7 +141,14 @@ export class Informer<T extends ObjectMetaLike> {
     let rv = '';
     do {
       const page = await this.opts.list(token);
-      for (const item of page.items) seen.set(objectKey(item), this.trim(item));
+      for (const item of page.items) {
+        // An object unchanged since it was cached is kept as it is: a periodic relist of a large
+        // cache then costs the list and the comparison, not a transform of every object.
+        const key = objectKey(item);
+        const old = this.store.get(key);
+        const same = old !== undefined && old.metadata?.resourceVersion === item.metadata?.resourceVersion;
+        seen.set(key, same ? old : this.trim(item));
+      }
       token = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (token);

@@ -67,6 +67,33 @@ describe('Informer', () => {
     await inf.stop();
   });
 
+  it('keeps unchanged objects as they are on a relist and transforms only what changed', async () => {
+    for (const n of ['same', 'changed']) await cluster.kube.core.createNamespacedConfigMap({ namespace: cluster.namespace, body: { metadata: { name: `relist-${n}` }, data: { v: '1' } } });
+    const transformed: string[] = [];
+    const { inf } = configMapInformer(undefined, (cm) => {
+      transformed.push(cm.metadata?.name ?? '');
+      return cm;
+    });
+    await inf.start();
+    const key = (n: string) => `${cluster.namespace}/relist-${n}`;
+    const before = inf.get(key('same'));
+    expect(before).toBeDefined();
+    await inf.stop();
+    await cluster.kube.core.patchNamespacedConfigMap({ name: 'relist-changed', namespace: cluster.namespace, body: [{ op: 'replace', path: '/data/v', value: '2' }] });
+    const updates: string[] = [];
+    inf.on('update', (o) => updates.push(o.metadata?.name ?? ''));
+    transformed.length = 0;
+    inf.restartWatch(true);
+    await inf.start();
+    await waitUntil('the relisted change', () => inf.get(key('changed'))?.data?.v === '2');
+    expect(inf.get(key('same'))).toBe(before);
+    expect(transformed).toContain('relist-changed');
+    expect(transformed).not.toContain('relist-same');
+    expect(updates).toContain('relist-changed');
+    expect(updates).not.toContain('relist-same');
+    await inf.stop();
+  });
+
   it('relists when the watch is forced to restart without a resource version', async () => {
     const { inf } = configMapInformer();
     await inf.start();

@@ -9,6 +9,15 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({ port: 8080, namespace: 'ctf', engineNamespace: 'ctf', maxSessionsPerUser: 3, leaderElection: true, clusterDomain: 'cluster.local' });
     expect(c.flagKey).toEqual({ literal: '0123456789abcdef' });
     expect(Object.isFrozen(c)).toBe(true);
+    expect(c.resyncMs).toBe(600_000);
+    expect(c.auditMs).toBe(10_000);
+    expect(c.watch.relistEveryMs).toBe(3_600_000);
+  });
+
+  it('turns the cache audit and the periodic relist off with 0', () => {
+    const c = loadConfig({ ...base, CTF_CACHE_AUDIT_SECONDS: '0', CTF_RELIST_SECONDS: '0' });
+    expect(c.auditMs).toBe(0);
+    expect(c.watch.relistEveryMs).toBe(0);
   });
 
   it('reads a flag-key Secret name and selectors', () => {
@@ -29,6 +38,8 @@ describe('loadConfig', () => {
     [{ CTF_NAMESPACE: 'Bad Namespace' }, 'CTF_NAMESPACE: must be a namespace name'],
     [{ CTF_LEADER_ELECTION: 'yes' }, 'CTF_LEADER_ELECTION'],
     [{ CTF_ENTRY_POD_SELECTOR: 'app' }, 'CTF_ENTRY_POD_SELECTOR: must be key=value'],
+    [{ CTF_CACHE_AUDIT_SECONDS: '-1' }, 'CTF_CACHE_AUDIT_SECONDS'],
+    [{ CTF_RELIST_SECONDS: 'hourly' }, 'CTF_RELIST_SECONDS'],
   ])('rejects %o with a message naming the variable', (override, message) => {
     const env: Record<string, string | undefined> = { ...base, ...override };
     expect(() => loadConfig(env)).toThrow(ConfigError);
