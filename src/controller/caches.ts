@@ -25,14 +25,19 @@ export class Caches {
   private readonly parsed = new WeakMap<object, Parsed<unknown>>();
   /** user -> names of that user's sessions; keeps per-player requests O(own sessions). */
   private readonly byUser = new Map<string, Set<string>>();
+  /** Sessions whose cached copy is suspected to be behind a write of this replica. */
+  private readonly suspected = new Set<string>();
+  private lastForcedRelist = 0;
+  private readonly confirmLossMs: number;
 
   constructor(
     kube: Kube,
     readonly namespace: string,
-    log: Logger,
-    metrics?: Metrics,
-    watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number } = {},
+    private readonly log: Logger,
+    private readonly metrics?: Metrics,
+    watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number; confirmLossMs?: number } = {},
   ) {
+    this.confirmLossMs = watch.confirmLossMs ?? 10_000;
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
     // Objects are parsed as they enter the cache, and one that parses is stored as its parsed
     // form: one copy per object instead of the raw JSON plus the parsed one.
@@ -86,6 +91,27 @@ export class Caches {
       if (p?.ok) out.push(p.value);
     }
     return out;
+  }
+
+  /**
+   * Called when a write of this replica did not show in the session cache within the
+   * read-your-writes wait. A watch that merely lags shows it soon after; if `shows` is still
+   * false `confirmLossMs` later, the watch event is taken as lost by the apiserver (see
+   * CacheAudit) and the cache relists, at most once per that period.
+   */
+  suspectBehind(name: string, shows: () => boolean): void {
+    if (this.suspected.has(name)) return;
+    this.suspected.add(name);
+    const timer = setTimeout(() => {
+      this.suspected.delete(name);
+      if (shows() || !this.sessions.hasSynced()) return;
+      this.metrics?.cacheStale.inc({ informer: SESSION_PLURAL });
+      this.log.warn({ informer: SESSION_PLURAL, objects: [`${this.namespace}/${name}`] }, 'Cache missed an update the apiserver has; relisting');
+      if (Date.now() - this.lastForcedRelist < this.confirmLossMs) return;
+      this.lastForcedRelist = Date.now();
+      this.sessions.restartWatch(true);
+    }, this.confirmLossMs);
+    timer.unref();
   }
 
   async start(): Promise<void> {

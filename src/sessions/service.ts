@@ -222,8 +222,11 @@ export class KubeSessionService implements SessionService {
    * Read-your-writes: resolves once this replica's cache shows the session in a state that
    * satisfies `seen` (called with undefined when the cache has no such session), or after
    * `timeoutMs`. The player's next request on this replica then sees what it just did.
+   * `known`: the apiserver is known to hold what is awaited (this replica wrote or just read it),
+   * so a timeout makes the cache suspect (Caches.suspectBehind); a player's guess at an id never
+   * does.
    */
-  private untilCached(name: string, seen: (s: ChallengeSession | undefined) => boolean, timeoutMs: number): Promise<void> {
+  private untilCached(name: string, seen: (s: ChallengeSession | undefined) => boolean, timeoutMs: number, known = true): Promise<void> {
     const cached = () => {
       const p = this.o.caches.session(name);
       return seen(p?.ok ? p.value : undefined);
@@ -238,7 +241,10 @@ export class KubeSessionService implements SessionService {
       const check = () => {
         if (cached()) done();
       };
-      const timer = setTimeout(done, timeoutMs);
+      const timer = setTimeout(() => {
+        done();
+        if (known) this.o.caches.suspectBehind(name, cached);
+      }, timeoutMs);
       this.changes.on(name, check);
     });
   }
@@ -252,7 +258,7 @@ export class KubeSessionService implements SessionService {
     const settled = (v: SessionView) => v.phase === 'Running' || v.phase === 'Failed' || v.phase === 'Expired';
     // A session just created through another replica may not be in this cache yet; only the
     // caller's own slot names are waited for, so unknown ids still fail fast.
-    if (!this.o.caches.session(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await this.untilCached(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000));
+    if (!this.o.caches.session(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await this.untilCached(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000), false);
     const first = this.get(caller, id);
     if (settled(first) || timeoutMs <= 0) return first;
     await new Promise<void>((resolve) => {

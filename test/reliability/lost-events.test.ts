@@ -1,9 +1,18 @@
+import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Caches } from '../../src/controller/caches.js';
 import type { Engine } from '../../src/engine.js';
-import { createSession, getSession, installSamples, startTestEngine, type LogCapture } from '../support/engine.js';
+import { buildApp } from '../../src/http/app.js';
+import { createTokenVerifier } from '../../src/http/auth.js';
+import { createKube } from '../../src/kube/client.js';
+import { createWriter } from '../../src/kube/writes.js';
+import { createMetrics } from '../../src/metrics.js';
+import { userHash } from '../../src/reconcile/names.js';
+import { KubeSessionService } from '../../src/sessions/service.js';
+import { createSession, getSession, installSamples, LogCapture, startTestEngine, TEST_FLAG_KEY, TEST_TOKEN_SECRET } from '../support/engine.js';
 import { apiProxy, type ApiProxy } from '../support/faults.js';
 import { useCluster, waitUntil } from '../support/kube.js';
-import { phaseOf } from './helpers.js';
+import { phaseOf, token } from './helpers.js';
 
 /**
  * A watch event the apiserver never delivers (its watch cache can lose one around an etcd
@@ -77,5 +86,61 @@ describe('a Pod event lost by the apiserver', () => {
     // Candidates are sessions older than two rounds; a loss is confirmed over two more.
     expect(healedMs).toBeLessThan(15_000);
     console.log(`[reliability] lost Pod event: session Running ${healedMs} ms after its Pod (audit every 1 s)`);
+  });
+
+  it('in the session cache, after the API wrote it: the read-your-writes wait times out, the replica relists and then shows it', async () => {
+    // An API replica whose session cache hears nothing about one player's sessions.
+    const user = 'lost-session-player';
+    const prefix = `s-${userHash(user)}-`;
+    proxy = await apiProxy(cluster.kubeconfig, () => 0, {
+      dropWatchEvent: (path, ev) => path.includes('/challengesessions?') && (ev.object.metadata?.name ?? '').startsWith(prefix),
+    });
+    const logs = new LogCapture();
+    const log = pino({ level: 'info' }, logs.stream);
+    const metrics = createMetrics();
+    const caches = new Caches(createKube(proxy.kubeconfig), cluster.namespace, log, metrics, { confirmLossMs: 1_000 });
+    await caches.start();
+    const kube = createKube(cluster.kubeconfig);
+    const service = new KubeSessionService({ kube, caches, writer: createWriter(kube, { component: 'test', instance: 'lost' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });
+    const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: false });
+    try {
+      const headers = { authorization: `Bearer ${await token(user)}` };
+      const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers, payload: { challenge: 'web-notes' } });
+      expect(spawn.statusCode, spawn.body).toBe(201);
+      const id = spawn.json<{ session: { id: string } }>().session.id;
+      // Right after the 201 the replica does not know the session: the event was lost.
+      const first = await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers });
+      expect(first.statusCode).toBe(404);
+      const t0 = Date.now();
+      await waitUntil('the replica to show the session', async () => (await app.inject({ method: 'GET', url: `/api/sessions/${id}`, headers })).statusCode === 200, 10_000, 100);
+      const healedMs = Date.now() - t0;
+      const stale = logs.lines.filter((l) => l.msg === 'Cache missed an update the apiserver has; relisting');
+      expect(stale.map((l) => l.objects)).toEqual([[`${cluster.namespace}/${id}`]]);
+      expect(await metrics.registry.getSingleMetricAsString('challenge_engine_cache_stale_total')).toMatch(/informer="challengesessions"\} 1/);
+      console.log(`[reliability] lost session event: shown ${healedMs} ms after the first 404 (confirmation after 1 s)`);
+    } finally {
+      await app.close();
+      await caches.stop();
+    }
+  });
+
+  it('is not suspected when a player waits on an id of theirs that does not exist', async () => {
+    const logs = new LogCapture();
+    const log = pino({ level: 'info' }, logs.stream);
+    const metrics = createMetrics();
+    const caches = new Caches(cluster.kube, cluster.namespace, log, metrics, { confirmLossMs: 500 });
+    await caches.start();
+    const service = new KubeSessionService({ kube: cluster.kube, caches, writer: createWriter(cluster.kube, { component: 'test', instance: 'guess' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });
+    const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: false });
+    try {
+      const user = 'guessing-player';
+      const res = await app.inject({ method: 'GET', url: `/api/sessions/s-${userHash(user)}-2?wait=3`, headers: { authorization: `Bearer ${await token(user)}` } });
+      expect(res.statusCode).toBe(404);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(logs.lines.filter((l) => l.msg === 'Cache missed an update the apiserver has; relisting')).toEqual([]);
+    } finally {
+      await app.close();
+      await caches.stop();
+    }
   });
 });
