@@ -44,7 +44,7 @@ export function createMetrics() {
     leader: new Gauge({ name: 'leader_election_master_status', help: '1 while this process holds the lease', labelNames: ['name'], registers: r }),
     informerRelists: new Counter({ name: 'challenge_engine_informer_relists_total', help: 'Full relists per informer', labelNames: ['informer'], registers: r }),
     informerErrors: new Counter({ name: 'challenge_engine_informer_errors_total', help: 'Watch failures per informer', labelNames: ['informer'], registers: r }),
-    cacheStale: new Counter({ name: 'challenge_engine_cache_stale_total', help: 'Cached objects found behind the apiserver by the cache audit (each relists the cache)', labelNames: ['informer'], registers: r }),
+    cacheStale: new Counter({ name: 'challenge_engine_cache_stale_total', help: 'Cached objects found behind the apiserver (watch events lost), by informer; the cache relists to repair them', labelNames: ['informer'], registers: r }),
     sessions: new Gauge({
       name: 'challenge_engine_sessions',
       help: 'Sessions by challenge and phase',

@@ -16,17 +16,22 @@ import type { Informer, ObjectMetaLike } from '../kube/informer.js';
 export type ReadLive = (key: string) => Promise<string | null>;
 
 export interface CacheAuditOptions<T extends ObjectMetaLike> {
-  informer: Pick<Informer<T>, 'get' | 'restartWatch'>;
+  /** `repair` reports the keys whose cached copy stayed behind the apiserver and relists. */
+  informer: Pick<Informer<T>, 'get' | 'repair'>;
   readLive: ReadLive;
   /** Live reads per round at most. */
   perRound: number;
-  /** Called with the keys whose cached copy stayed behind the apiserver; the cache is relisted after. */
-  onStale: (keys: string[]) => void;
+}
+
+interface Suspect {
+  /** Live resourceVersion (null: gone) read in the previous round, while the cache differed. */
+  live: string | null;
+  /** When it was read. */
+  at: number;
 }
 
 export class CacheAudit<T extends ObjectMetaLike> {
-  /** key -> live resourceVersion (or null: gone) read in the previous round, while the cache differed. */
-  private suspects = new Map<string, string | null>();
+  private suspects = new Map<string, Suspect>();
   /** Candidates are visited in turn, so that many legitimately slow ones do not hide the rest. */
   private cursor = '';
 
@@ -34,7 +39,7 @@ export class CacheAudit<T extends ObjectMetaLike> {
 
   /**
    * One round over `candidates` (keys in the informer's store format). Returns the keys
-   * confirmed stale; the informer has then been told to relist.
+   * confirmed stale; they have then been handed to the informer's `repair`.
    */
   async round(candidates: string[]): Promise<string[]> {
     const wanted = new Set(candidates);
@@ -50,6 +55,8 @@ export class CacheAudit<T extends ObjectMetaLike> {
     }
 
     const stale: string[] = [];
+    let since = Infinity;
+    const now = Date.now();
     await Promise.all(
       picked.map(async (key) => {
         let live: string | null;
@@ -63,14 +70,16 @@ export class CacheAudit<T extends ObjectMetaLike> {
           this.suspects.delete(key);
           return;
         }
-        if (this.suspects.has(key) && this.suspects.get(key) === live) stale.push(key);
-        else this.suspects.set(key, live);
+        const earlier = this.suspects.get(key);
+        if (earlier && earlier.live === live) {
+          stale.push(key);
+          since = Math.min(since, earlier.at);
+        } else this.suspects.set(key, { live, at: now });
       }),
     );
     if (stale.length > 0) {
       this.suspects.clear();
-      this.o.onStale(stale.sort());
-      this.o.informer.restartWatch(true);
+      this.o.informer.repair(stale.sort(), since);
     }
     return stale;
   }

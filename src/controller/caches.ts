@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Kube } from '../kube/client.js';
-import { Informer } from '../kube/informer.js';
+import { Informer, type ObjectMetaLike } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
 import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
 import { challengeSchema, type Challenge } from '../api/challenge.js';
@@ -12,6 +12,35 @@ import type { Metrics } from '../metrics.js';
  * keeps them (the HTTP API reads only from here); objects are parsed with the zod schemas on
  * first access and the result is memoised per stored object, so a changed object is re-parsed.
  */
+
+/** Watch settings of every cache (see InformerOptions); from the engine's configuration. */
+export interface WatchSettings {
+  timeoutSeconds?: number;
+  stallMs?: number;
+  relistEveryMs?: number;
+}
+
+/** An informer of `path` wired to the engine's watch settings and informer metrics. */
+export function watchedInformer<T extends ObjectMetaLike>(
+  kube: Kube,
+  log: Logger,
+  metrics: Metrics | undefined,
+  watch: WatchSettings,
+  o: { name: string; path: string; labelSelector?: string; transform?: (obj: T) => T },
+): Informer<T> {
+  return new Informer<T>({
+    ...o,
+    kc: kube.kc,
+    list: pagedList<T>(kube.kc, o.path, o.labelSelector),
+    log,
+    watchTimeoutSeconds: watch.timeoutSeconds,
+    stallMs: watch.stallMs,
+    relistEveryMs: watch.relistEveryMs,
+    onRelist: () => metrics?.informerRelists.inc({ informer: o.name }),
+    onError: () => metrics?.informerErrors.inc({ informer: o.name }),
+    onStale: (n) => metrics?.cacheStale.inc({ informer: o.name }, n),
+  });
+}
 
 type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown } };
 
@@ -27,22 +56,23 @@ export class Caches {
   private readonly byUser = new Map<string, Set<string>>();
   /** Sessions whose cached copy is suspected to be behind a write of this replica. */
   private readonly suspected = new Set<string>();
-  private lastForcedRelist = 0;
   private readonly confirmLossMs: number;
 
   constructor(
     kube: Kube,
     readonly namespace: string,
-    private readonly log: Logger,
-    private readonly metrics?: Metrics,
-    watch: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number; confirmLossMs?: number } = {},
+    log: Logger,
+    metrics?: Metrics,
+    watch: WatchSettings & { confirmLossMs?: number } = {},
   ) {
     this.confirmLossMs = watch.confirmLossMs ?? 10_000;
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
     // Objects are parsed as they enter the cache, and one that parses is stored as its parsed
     // form: one copy per object instead of the raw JSON plus the parsed one.
     const mk = (plural: string, schema: Schema<unknown>) =>
-      new Informer<Raw>({
+      watchedInformer<Raw>(kube, log, metrics, watch, {
+        name: plural,
+        path: `${base}/${plural}`,
         transform: (raw) => {
           const p = this.parse(raw, schema);
           if (!p.ok) return raw;
@@ -50,16 +80,6 @@ export class Caches {
           this.parsed.set(value, p);
           return value;
         },
-        name: plural,
-        kc: kube.kc,
-        path: `${base}/${plural}`,
-        list: pagedList<Raw>(kube.kc, `${base}/${plural}`),
-        log,
-        watchTimeoutSeconds: watch.timeoutSeconds,
-        stallMs: watch.stallMs,
-        relistEveryMs: watch.relistEveryMs,
-        onRelist: () => metrics?.informerRelists.inc({ informer: plural }),
-        onError: () => metrics?.informerErrors.inc({ informer: plural }),
       });
     this.sessions = mk(SESSION_PLURAL, sessionSchema);
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
@@ -97,19 +117,15 @@ export class Caches {
    * Called when a write of this replica did not show in the session cache within the
    * read-your-writes wait. A watch that merely lags shows it soon after; if `shows` is still
    * false `confirmLossMs` later, the watch event is taken as lost by the apiserver (see
-   * CacheAudit) and the cache relists, at most once per that period.
+   * CacheAudit) and the cache is repaired (Informer.repair).
    */
   suspectBehind(name: string, shows: () => boolean): void {
     if (this.suspected.has(name)) return;
     this.suspected.add(name);
+    const since = Date.now();
     const timer = setTimeout(() => {
       this.suspected.delete(name);
-      if (shows() || !this.sessions.hasSynced()) return;
-      this.metrics?.cacheStale.inc({ informer: SESSION_PLURAL });
-      this.log.warn({ informer: SESSION_PLURAL, objects: [`${this.namespace}/${name}`] }, 'Cache missed an update the apiserver has; relisting');
-      if (Date.now() - this.lastForcedRelist < this.confirmLossMs) return;
-      this.lastForcedRelist = Date.now();
-      this.sessions.restartWatch(true);
+      if (!shows() && this.sessions.hasSynced()) this.sessions.repair([`${this.namespace}/${name}`], since);
     }, this.confirmLossMs);
     timer.unref();
   }

@@ -3,14 +3,13 @@ import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/cl
 import type { Logger } from 'pino';
 import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
 import type { Kube } from '../kube/client.js';
-import { Informer } from '../kube/informer.js';
-import { pagedList } from '../kube/raw.js';
+import type { Informer } from '../kube/informer.js';
 import { classifyError } from '../kube/errors.js';
 import type { Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
 import { baselinePolicies } from '../reconcile/network-policy.js';
 import { withSpecHash } from '../reconcile/children.js';
-import type { Caches } from './caches.js';
+import { watchedInformer, type Caches, type WatchSettings } from './caches.js';
 import { reconcileSession, type ChildCaches, type ReconcileContext } from './reconcile-session.js';
 import { WorkQueue } from './workqueue.js';
 import { CacheAudit } from './cache-audit.js';
@@ -38,7 +37,7 @@ export interface SessionControllerOptions {
    * by now (0: never); see CacheAudit. Sessions younger than two periods are left alone.
    */
   auditMs?: number;
-  watch?: { timeoutSeconds?: number; stallMs?: number; relistEveryMs?: number };
+  watch?: WatchSettings;
   context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
 }
 
@@ -90,20 +89,7 @@ export class SessionController {
     const ns = this.o.caches.namespace;
     const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
     const mk = <T extends Owned>(name: string, path: string, transform?: (obj: T) => T) => {
-      const inf = new Informer<T>({
-        name,
-        kc: kube.kc,
-        path,
-        transform,
-        labelSelector: selector,
-        list: pagedList<T>(kube.kc, path, selector),
-        log,
-        watchTimeoutSeconds: this.o.watch?.timeoutSeconds,
-        stallMs: this.o.watch?.stallMs,
-        relistEveryMs: this.o.watch?.relistEveryMs,
-        onRelist: () => metrics.informerRelists.inc({ informer: name }),
-        onError: () => metrics.informerErrors.inc({ informer: name }),
-      });
+      const inf = watchedInformer<T>(kube, log, metrics, this.o.watch ?? {}, { name, path, transform, labelSelector: selector });
       const toSession = (obj: T) => {
         const s = obj.metadata?.labels?.[LABEL_SESSION];
         if (s) this.queue?.add(s);
@@ -181,16 +167,12 @@ export class SessionController {
     const every = this.o.auditMs ?? 10_000;
     if (every <= 0) return;
     const after = 2 * every;
-    const { kube, log, metrics } = this.o;
+    const { kube, log } = this.o;
     const ns = this.o.caches.namespace;
     const audit = new CacheAudit({
       informer: pods,
       perRound: 5,
       readLive: async (key) => (await ignoreNotFound(kube.core.readNamespacedPod({ name: key.slice(ns.length + 1), namespace: ns })))?.metadata?.resourceVersion ?? null,
-      onStale: (keys) => {
-        metrics.cacheStale.inc({ informer: 'pods' }, keys.length);
-        log.warn({ informer: 'pods', objects: keys }, 'Cache missed an update the apiserver has; relisting');
-      },
     });
     const tick = async () => {
       const cutoff = Date.now() - after;

@@ -41,6 +41,8 @@ export interface InformerOptions<T> {
   relistEveryMs?: number;
   onRelist?: () => void;
   onError?: () => void;
+  /** Counts objects `repair` was told were behind the apiserver. */
+  onStale?: (count: number) => void;
   /**
    * Trims each object before it is cached (after managedFields are dropped): keep only what the
    * cache's readers use. Handlers see the trimmed object.
@@ -67,6 +69,8 @@ export class Informer<T extends ObjectMetaLike> {
   private wake: (() => void) | undefined;
   private lastActivity = 0;
   private lastRelist = 0;
+  /** When the latest relist began (0: never). */
+  private relistStartedAt = 0;
   private loopDone: Promise<void> | undefined;
 
   constructor(private readonly opts: InformerOptions<T>) {}
@@ -119,6 +123,18 @@ export class Informer<T extends ObjectMetaLike> {
     this.abortCurrent?.();
   }
 
+  /**
+   * Called with objects found behind the apiserver since `suspectedSince` (ms): the watch lost
+   * their events. Reports them and relists, unless a relist is already pending or began after
+   * the evidence was gathered (it held those objects; another would not do better).
+   */
+  repair(keys: string[], suspectedSince: number): void {
+    this.opts.onStale?.(keys.length);
+    this.opts.log.warn({ informer: this.opts.name, objects: keys }, 'Cache missed an update the apiserver has; relisting');
+    if (this.resourceVersion === '' || this.relistStartedAt >= suspectedSince) return;
+    this.restartWatch(true);
+  }
+
   private waitForSync(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((r) => this.syncWaiters.push(r));
@@ -136,6 +152,7 @@ export class Informer<T extends ObjectMetaLike> {
   }
 
   private async relist(): Promise<void> {
+    this.relistStartedAt = Date.now();
     const seen = new Map<string, T>();
     let token: string | undefined;
     let rv = '';

@@ -94,6 +94,27 @@ describe('Informer', () => {
     await inf.stop();
   });
 
+  it('repairs by relisting, unless a relist began after the evidence of a loss was gathered', async () => {
+    const path = `/api/v1/namespaces/${cluster.namespace}/configmaps`;
+    let relists = 0;
+    let stale = 0;
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) });
+    const inf = new Informer<V1ConfigMap>({ name: 'cm', kc: cluster.kube.kc, path, list: pagedList(cluster.kube.kc, path), log, onRelist: () => relists++, onStale: (n) => (stale += n) });
+    await inf.start();
+    expect(relists).toBe(1);
+    // Evidence older than the relist that filled the cache: reported, not relisted again.
+    inf.repair([`${cluster.namespace}/old-evidence`], Date.now() - 60_000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(relists).toBe(1);
+    // Evidence newer than any relist: relisted.
+    inf.repair([`${cluster.namespace}/new-evidence`], Date.now());
+    await waitUntil('the repair relist', () => relists === 2, 5_000, 20);
+    expect(stale).toBe(2);
+    expect(warnings.filter((w) => w.includes('Cache missed an update')).length).toBe(2);
+    await inf.stop();
+  });
+
   it('relists when the watch is forced to restart without a resource version', async () => {
     const { inf } = configMapInformer();
     await inf.start();

@@ -49,6 +49,30 @@ async function engineLosing(lost: string, auditSeconds: number): Promise<LogCapt
   return started.logs;
 }
 
+/**
+ * An API replica whose caches reach the apiserver through `cacheKubeconfig` (writes go straight
+ * to it), with a confirmation period of `confirmLossMs` for suspected session events.
+ */
+async function apiReplica(cacheKubeconfig: string, confirmLossMs: number) {
+  const logs = new LogCapture();
+  const log = pino({ level: 'info' }, logs.stream);
+  const metrics = createMetrics();
+  const caches = new Caches(createKube(cacheKubeconfig), cluster.namespace, log, metrics, { confirmLossMs });
+  await caches.start();
+  const kube = cluster.kube;
+  const service = new KubeSessionService({ kube, caches, writer: createWriter(kube, { component: 'test', instance: 'lost-events' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });
+  const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: false });
+  return {
+    app,
+    logs,
+    metrics,
+    close: async () => {
+      await app.close();
+      await caches.stop();
+    },
+  };
+}
+
 async function sessionPhase(name: string): Promise<string | undefined> {
   const s = await getSession(cluster.kube, cluster.namespace, name);
   return s && phaseOf(s);
@@ -95,14 +119,7 @@ describe('a Pod event lost by the apiserver', () => {
     proxy = await apiProxy(cluster.kubeconfig, () => 0, {
       dropWatchEvent: (path, ev) => path.includes('/challengesessions?') && (ev.object.metadata?.name ?? '').startsWith(prefix),
     });
-    const logs = new LogCapture();
-    const log = pino({ level: 'info' }, logs.stream);
-    const metrics = createMetrics();
-    const caches = new Caches(createKube(proxy.kubeconfig), cluster.namespace, log, metrics, { confirmLossMs: 1_000 });
-    await caches.start();
-    const kube = createKube(cluster.kubeconfig);
-    const service = new KubeSessionService({ kube, caches, writer: createWriter(kube, { component: 'test', instance: 'lost' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });
-    const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: false });
+    const { app, logs, metrics, close } = await apiReplica(proxy.kubeconfig, 1_000);
     try {
       const headers = { authorization: `Bearer ${await token(user)}` };
       const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers, payload: { challenge: 'web-notes' } });
@@ -119,19 +136,12 @@ describe('a Pod event lost by the apiserver', () => {
       expect(await metrics.registry.getSingleMetricAsString('challenge_engine_cache_stale_total')).toMatch(/informer="challengesessions"\} 1/);
       console.log(`[reliability] lost session event: shown ${healedMs} ms after the first 404 (confirmation after 1 s)`);
     } finally {
-      await app.close();
-      await caches.stop();
+      await close();
     }
   });
 
   it('is not suspected when a player waits on an id of theirs that does not exist', async () => {
-    const logs = new LogCapture();
-    const log = pino({ level: 'info' }, logs.stream);
-    const metrics = createMetrics();
-    const caches = new Caches(cluster.kube, cluster.namespace, log, metrics, { confirmLossMs: 500 });
-    await caches.start();
-    const service = new KubeSessionService({ kube: cluster.kube, caches, writer: createWriter(cluster.kube, { component: 'test', instance: 'guess' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });
-    const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: false });
+    const { app, logs, close } = await apiReplica(cluster.kubeconfig, 500);
     try {
       const user = 'guessing-player';
       const res = await app.inject({ method: 'GET', url: `/api/sessions/s-${userHash(user)}-2?wait=3`, headers: { authorization: `Bearer ${await token(user)}` } });
@@ -139,8 +149,7 @@ describe('a Pod event lost by the apiserver', () => {
       await new Promise((r) => setTimeout(r, 1_500));
       expect(logs.lines.filter((l) => l.msg === 'Cache missed an update the apiserver has; relisting')).toEqual([]);
     } finally {
-      await app.close();
-      await caches.stop();
+      await close();
     }
   });
 });

@@ -12,14 +12,19 @@ function world(perRound = 5) {
   const reported: string[][] = [];
   let failing = false;
   const audit = new CacheAudit<Obj>({
-    informer: { get: (k: string) => cache.get(k), restartWatch: (relist?: boolean) => relists.push(relist ? 1 : 0) },
+    informer: {
+      get: (k: string) => cache.get(k),
+      repair: (keys: string[]) => {
+        reported.push(keys);
+        relists.push(1);
+      },
+    },
     perRound,
     readLive: async (key) => {
       reads.push(key);
       if (failing) throw new Error('apiserver down');
       return live.get(key) ?? null;
     },
-    onStale: (keys) => reported.push(keys),
   });
   const put = (k: string, rv: string) => cache.set(k, { metadata: { name: k, resourceVersion: rv } });
   return { cache, live, reads, relists, reported, audit, put, fail: (v: boolean) => (failing = v) };
