@@ -2,29 +2,37 @@
  * npm run cluster:up   starts the local control plane in the background (idempotent) and prints
  *                      `export KUBECONFIG=<path>` as its last line.
  *                      With `-- --real-node` (root only) it also adds a real node with real
- *                      containers and enforced NetworkPolicies; see docs/real-node.md.
+ *                      containers and enforced NetworkPolicies, and a Gateway API gateway
+ *                      (Traefik) for it; see docs/real-node.md and docs/local-gateway.md.
  * npm run cluster:down stops exactly the processes cluster:up started and removes its state.
  * State lives in $CTF_CLUSTER_DIR (default: .cluster/ in the repository).
  */
 import { join } from 'node:path';
 import { REPO_ROOT, ensureBinaries, isRunning, readState, startCluster, stopCluster, type ClusterState } from './lib/control-plane.js';
+import { startGateway } from './lib/gateway.js';
 import { readRealNodeState, realNodeRunning, startRealNode, stopRealNode } from './lib/real-node.js';
 
 const dir = process.env.CTF_CLUSTER_DIR ?? join(REPO_ROOT, '.cluster');
 const progress = (m: string) => process.stderr.write(`[cluster] ${m}\n`);
 const wantRealNode = process.argv.includes('--real-node');
 
-/** Adds the real node when asked for and not already running. */
+/** Adds the real node and its gateway when asked for and not already running. */
 async function ensureRealNode(state: ClusterState): Promise<void> {
   if (!wantRealNode) return;
   const existing = await readRealNodeState(state);
-  if (existing && realNodeRunning(existing)) {
-    progress(`real node already running (${existing.socket})`);
+  if (existing?.gateway && realNodeRunning(existing)) {
+    progress(`real node already running (${existing.socket}); gateway ${existing.gateway.address}`);
     return;
   }
   if (existing) await stopRealNode(existing, state);
   const node = await startRealNode(state, progress, { taintFakeNode: true });
-  progress(`real node ${node.node}: containerd socket ${node.socket}`);
+  try {
+    await startGateway(state, node, progress);
+  } catch (err) {
+    await stopRealNode(node, state).catch(() => undefined);
+    throw err;
+  }
+  progress(`real node ${node.node}: containerd socket ${node.socket}; state ${node.dir}/state.json`);
 }
 
 async function up(): Promise<void> {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { FAKE_NODE, REPO_ROOT, freePort, kubectl, startProcess, type ClusterState, type Progress } from './control-plane.js';
+import type { GatewayState } from './gateway.js';
 
 /*
  * An optional real node for the local control plane: Debian's containerd + runc with its own
@@ -42,6 +43,7 @@ const IMAGE_TAGS: Record<string, string> = {
   'sql-two-tier-app': '1.0',
   'sql-two-tier-db': '1.0',
   probe: '1.0',
+  traefik: 'v3.7.13',
 };
 
 export interface RealNodeState {
@@ -57,6 +59,8 @@ export interface RealNodeState {
   /** Network namespaces (/var/run/netns) that existed before the node started. */
   netnsBefore: string[];
   timings: Record<string, number>;
+  /** The local Gateway (scripts/lib/gateway.ts), once started. */
+  gateway?: GatewayState;
 }
 
 const cacheRoot = () => process.env.CTF_KUBE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'challenge-engine');
@@ -74,10 +78,10 @@ async function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {
 
 async function startNodeProcess(state: RealNodeState, name: string, bin: string, args: string[]): Promise<void> {
   state.pids[name] = await startProcess(state.dir, name, bin, args);
-  await saveState(state);
+  await saveRealNodeState(state);
 }
 
-async function saveState(state: RealNodeState): Promise<void> {
+export async function saveRealNodeState(state: RealNodeState): Promise<void> {
   await writeFile(join(state.dir, 'state.json'), JSON.stringify(state, null, 2));
 }
 
@@ -370,7 +374,7 @@ export async function startRealNode(cluster: ClusterState, progress: Progress, o
     }, join(dir, 'logs', 'kubelet.log'));
     await waitFor('kube-router policy chains', 60_000, async () => (await sh('iptables', ['-w', '-S', 'KUBE-ROUTER-FORWARD'])).length > 0, join(dir, 'logs', 'kube-router.log'));
     state.timings.startMs = Date.now() - tBuilt;
-    await saveState(state);
+    await saveRealNodeState(state);
     progress(`real node ${REAL_NODE} Ready (${((Date.now() - tBuilt) / 1000).toFixed(1)}s after setup)`);
     return state;
   } catch (err) {
@@ -431,6 +435,8 @@ async function stopProcess(pid: number | undefined, signalGroup = true): Promise
 
 /** Stops the node's processes and removes every container, mount, chain and sysctl change it made. */
 export async function stopRealNode(state: RealNodeState, cluster?: ClusterState): Promise<void> {
+  // Helpers started next to the node (the gateway's apiserver relay) go first.
+  for (const [name, pid] of Object.entries(state.pids)) if (!NODE_PROCESSES.includes(name)) await stopProcess(pid);
   await stopProcess(state.pids['kube-router']);
   await stopProcess(state.pids['kube-proxy']);
   await stopProcess(state.pids.kubelet);
@@ -563,7 +569,9 @@ export async function readRealNodeState(cluster: ClusterState): Promise<RealNode
   }
 }
 
-/** True when every process of the recorded real node is alive. */
+const NODE_PROCESSES = ['containerd', 'kubelet', 'kube-proxy', 'kube-router'];
+
+/** True when every process of the recorded real node (and its helpers) is alive. */
 export function realNodeRunning(state: RealNodeState): boolean {
-  return ['containerd', 'kubelet', 'kube-proxy', 'kube-router'].every((c) => state.pids[c] !== undefined && alive(state.pids[c]));
+  return NODE_PROCESSES.every((c) => state.pids[c] !== undefined) && Object.values(state.pids).every((pid) => alive(pid));
 }

@@ -2,8 +2,9 @@
 # Prepares this machine for the optional real node of the local cluster (idempotent):
 # Debian packages (containerd, runc, CNI plugins, umoci, busybox-static, iptables, ipset,
 # conntrack), kubelet and kube-proxy of the pinned Kubernetes version, kube-router (its
-# NetworkPolicy controller only) and the local images. Prints "kube-router <path>", then the
-# Kubernetes binaries directory as the last line.
+# NetworkPolicy controller only), Traefik (the local Gateway API implementation) and the local
+# images. Prints "kube-router <path>" and "traefik <path>", then the Kubernetes binaries
+# directory as the last line.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 log() { printf '[real-node-setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -25,8 +26,14 @@ KUBE_ROUTER=$(bash "$ROOT/scripts/real-node/build-kube-router.sh" | tail -1)
 t2=$(date +%s)
 IMAGES=$(bash "$ROOT/scripts/real-node/build-images.sh" | tail -1)
 t3=$(date +%s)
-log "kubelet/kube-proxy $((t1 - t0))s, kube-router $((t2 - t1))s, images $((t3 - t2))s"
+TRAEFIK=$(bash "$ROOT/scripts/gateway/build-traefik.sh" | tail -1)
+t4=$(date +%s)
+bash "$ROOT/scripts/gateway/build-image.sh" "$TRAEFIK" >/dev/null
+t5=$(date +%s)
+log "kubelet/kube-proxy $((t1 - t0))s, kube-router $((t2 - t1))s, images $((t3 - t2))s, traefik $((t4 - t3))s, traefik image $((t5 - t4))s"
 log "kube-router: $KUBE_ROUTER"
+log "traefik: $TRAEFIK"
 log "images: $IMAGES"
 echo "kube-router $KUBE_ROUTER"
+echo "traefik $TRAEFIK"
 echo "$BIN_DIR"

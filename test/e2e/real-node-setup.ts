@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { REPO_ROOT, ensureBinaries, startCluster, stopCluster, type ClusterState } from '../../scripts/lib/control-plane.js';
+import { startGateway } from '../../scripts/lib/gateway.js';
 import { startRealNode, stopRealNode, type RealNodeState } from '../../scripts/lib/real-node.js';
 
 declare module 'vitest' {
@@ -15,7 +16,10 @@ declare module 'vitest' {
   }
 }
 
-/** One local control plane and one real node for the run; kwok's fake node is tainted so session Pods land on the real one. */
+/**
+ * One local control plane and one real node with its gateway (realNode.gateway) for the run;
+ * kwok's fake node is tainted so session Pods land on the real one.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const log = (m: string) => process.stderr.write(`[e2e-cluster] ${m}\n`);
   const t0 = Date.now();
@@ -26,7 +30,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     cluster = await startCluster(dir, binDir, log, { crdDir: join(REPO_ROOT, 'crds') });
     node = await startRealNode(cluster, log, { taintFakeNode: true });
+    await startGateway(cluster, node, log);
   } catch (err) {
+    if (node && cluster) await stopRealNode(node, cluster).catch(() => undefined);
     if (cluster) await stopCluster(cluster, { keepDir: process.env.E2E_KEEP === '1' });
     throw err;
   }
