@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createKube, type Kube } from './kube/client.js';
-import { classifyError, ignoreNotFound } from './kube/errors.js';
+import { classifyError } from './kube/errors.js';
+import { liveReads } from './kube/live-reads.js';
 import { createWriter, type Writer } from './kube/writes.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { Caches } from './controller/caches.js';
+import { Caches } from './read-model/caches.js';
 import { LeaderElector } from './controller/leader.js';
 import { SessionController } from './controller/session-controller.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
@@ -50,7 +51,8 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   const metrics = opts.metrics ?? createMetrics();
   const flagKey = await loadFlagKey(kube, config);
   const writer = createWriter(kube, { component: 'challenge-engine', instance: config.identity });
-  const caches = new Caches(kube, config.namespace, log, metrics, config.watch);
+  const live = liveReads(kube, config.namespace);
+  const caches = Caches.watching(kube, config.namespace, log, metrics, config.watch);
   await caches.start();
   metrics.setSessionSource(function* () {
     for (const s of caches.allSessions()) yield { challenge: s.spec.challenge, phase: s.status?.phase ?? 'Pending' };
@@ -69,10 +71,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     watch: config.watch,
     context: {
       flagKey,
-      readStaticFlag: async (name, key) => {
-        const v = (await ignoreNotFound(kube.core.readNamespacedSecret({ name, namespace: config.namespace })))?.data?.[key];
-        return v ? Buffer.from(v, 'base64').toString('utf8') : undefined;
-      },
+      readStaticFlag: async (name, key) => (await live.secretValue(name, key)) || undefined,
       pod: DEFAULT_POD_DEFAULTS,
       network: {
         ...DEFAULT_NETWORK_OPTIONS,

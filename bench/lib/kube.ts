@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { Watch } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { REPO_ROOT } from '../../scripts/lib/control-plane.js';
-import { ANNOTATION_EXPIRES_AT, API_VERSION, CHALLENGE_KIND, CHALLENGE_PLURAL, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
+import { CHALLENGE_KIND, CHALLENGE_PLURAL, GROUP, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
 import { createKube, type Kube } from '../../src/kube/client.js';
 import { getJson } from '../../src/kube/raw.js';
+import { desiredSession } from '../../src/reconcile/desired-session.js';
 
 /**
  * Apiserver helpers shared by the scenarios: namespaces, the challenges every scenario installs,
@@ -133,13 +134,9 @@ export function isoMs(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+/** A session as the API writes it; the expiry keeps milliseconds, which the expiry scenario measures. */
 export function sessionObject(name: string, challenge: string, user: string, expiresAtMs: number): object {
-  return {
-    apiVersion: API_VERSION,
-    kind: SESSION_KIND,
-    metadata: { name, annotations: { [ANNOTATION_EXPIRES_AT]: isoMs(expiresAtMs) } },
-    spec: { challenge, user },
-  };
+  return desiredSession({ name, challenge, user, expiresAt: isoMs(expiresAtMs) });
 }
 
 export interface CreatedSession {

@@ -55,6 +55,20 @@ export const sessionStatusSchema = z.object({
   provisionedFrom: z.object({ generation: z.number().int(), runtime: z.record(z.string(), z.unknown()) }).optional(),
 });
 
+/**
+ * Who writes which member of a session's status, written down once for both sides: the
+ * controller derives its members from what it observes and merge-patches only those; the API
+ * records a solve in its members, over the exact resourceVersion it read. Neither ever writes
+ * the other's, so neither can undo the other's write.
+ */
+export const STATUS_WRITERS = {
+  controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'provisionedFrom'],
+  api: ['solved', 'solvedAt'],
+} as const satisfies Record<'controller' | 'api', readonly (keyof z.infer<typeof sessionStatusSchema>)[]>;
+
+export type ControllerStatusField = (typeof STATUS_WRITERS.controller)[number];
+export type ApiStatusField = (typeof STATUS_WRITERS.api)[number];
+
 export const sessionSchema = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(SESSION_KIND),

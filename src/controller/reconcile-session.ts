@@ -1,41 +1,32 @@
-import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ChallengeSession } from '../api/session.js';
 import type { Challenge } from '../api/challenge.js';
 import { ANNOTATION_SPEC_HASH } from '../api/group.js';
-import type { Informer, ObjectMetaLike } from '../kube/informer.js';
 import { classifyError } from '../kube/errors.js';
 import { sessionRef, type Writer } from '../kube/writes.js';
+import type { EventRecorder } from '../kube/recorder.js';
 import type { Metrics } from '../metrics.js';
-import type { Caches } from './caches.js';
+import type { Caches } from '../read-model/caches.js';
 import { effectiveRuntime, provisionedFromOf, type ChallengeRuntime } from '../reconcile/runtime.js';
 import { effectiveExpiry, msUntil } from '../reconcile/expiry.js';
-import { childNames } from '../reconcile/names.js';
-import { desiredFlagSecret } from '../reconcile/secret.js';
-import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
-import { desiredService } from '../reconcile/service.js';
+import type { PodDefaults } from '../reconcile/pod.js';
 import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-policy.js';
-import { computeStatus, statusPatch } from '../reconcile/status.js';
-import { Reason } from '../reconcile/reasons.js';
+import { computeStatus, statusPatch, type StatusInput } from '../reconcile/status.js';
+import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
+import { OWNED_KINDS, type ChildCaches, type DesiredInput, type Owned, type OwnedCacheName } from './owned-kinds.js';
 
 /**
  * One reconcile of one ChallengeSession: read the caches, decide with the pure functions in
  * src/reconcile, write only what differs. Safe to interrupt at any line and run again.
  */
 
-export interface ChildCaches {
-  pods: Informer<V1Pod>;
-  services: Informer<V1Service>;
-  secrets: Informer<V1Secret>;
-  policies: Informer<V1NetworkPolicy>;
-}
-
 export interface ReconcileContext {
   caches: Caches;
   children: ChildCaches;
   writer: Writer;
+  events: EventRecorder;
   log: Logger;
   metrics: Metrics;
   flagKey: Buffer;
@@ -51,6 +42,11 @@ export interface ReconcileOutcome {
   requeueAfterMs?: number;
 }
 
+/** How soon to look again at a child that still belongs to an earlier session of the same name. */
+const FOREIGN_CHILD_RETRY_MS = 1_000;
+
+type Problem = NonNullable<StatusInput['challengeProblem']>;
+
 export async function reconcileSession(ctx: ReconcileContext, name: string): Promise<ReconcileOutcome> {
   const parsed = ctx.caches.session(name);
   if (!parsed) return {};
@@ -60,7 +56,6 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   }
   const session = parsed.value;
   if (session.metadata.deletionTimestamp) return {};
-  const ns = ctx.caches.namespace;
   const now = ctx.now();
 
   const chal = ctx.caches.challenge(session.spec.challenge);
@@ -69,101 +64,103 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const expiresAt = effectiveExpiry(session, eff?.runtime);
 
   if (expiresAt.getTime() <= now.getTime()) {
-    return endSession(ctx, session, 'Expired', `Session expired at ${expiresAt.toISOString()}`, 'expired');
+    return endSession(ctx, session, EventReason.Expired, `Session expired at ${expiresAt.toISOString()}`, 'expired');
   }
   if (!chal && provisionedFromOf(session)) {
-    return endSession(ctx, session, 'ChallengeDeleted', `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
+    return endSession(ctx, session, EventReason.ChallengeDeleted, `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
   const untilExpiry = msUntil(expiresAt, now);
+  const status = (extra: Partial<StatusInput>) => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain, ...extra });
+  /** Reports a problem as the session's status and looks again after `retryMs` (or at expiry). */
+  const fail = async (problem: Problem, retryMs?: number): Promise<ReconcileOutcome> => {
+    await writeStatus(ctx, session, computeStatus(status({ challengeProblem: problem })));
+    return { requeueAfterMs: Math.min(untilExpiry, retryMs ?? untilExpiry) };
+  };
 
   if (!eff) {
-    const problem = chal && !chal.ok
+    return fail(chal && !chal.ok
       ? { reason: Reason.InvalidChallenge, message: `Challenge ${session.spec.challenge} is invalid: ${chal.error}` }
-      : { reason: Reason.UnknownChallenge, message: `Challenge ${session.spec.challenge} does not exist` };
-    await writeStatus(ctx, session, computeStatus({ session, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
-    return { requeueAfterMs: untilExpiry };
+      : { reason: Reason.UnknownChallenge, message: `Challenge ${session.spec.challenge} does not exist` });
   }
 
   const flag = await flagValue(ctx, session, eff.runtime);
   if (flag === undefined) {
-    const problem = { reason: 'StaticFlagMissing', message: `Secret ${eff.runtime.flag.static?.secretRef.name} with key ${eff.runtime.flag.static?.secretRef.key} not found` };
-    await writeStatus(ctx, session, computeStatus({ session, runtime: eff, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
-    return { requeueAfterMs: Math.min(untilExpiry, 30_000) };
+    const ref = eff.runtime.flag.static?.secretRef;
+    return fail({ reason: Reason.StaticFlagMissing, message: `Secret ${ref?.name} with key ${ref?.key} not found` }, 30_000);
   }
 
-  const names = childNames(session.metadata.name);
-  const { policy, droppedCidrs } = desiredSessionPolicy(session, eff.runtime, ctx.network);
-  const created: string[] = [];
-  const podKey = `${ns}/${names.pod}`;
-  let pod = ctx.children.pods.get(podKey);
+  const input: DesiredInput = { session, runtime: eff, flag, policy: desiredSessionPolicy(session, eff.runtime, ctx.network), pod: ctx.pod };
+  let children: ChildrenPass;
   try {
-    await ensure(ctx, ctx.children.secrets, `${ns}/${names.secret}`, withSpecHash(desiredFlagSecret(session, flag)), created);
-    await ensure(ctx, ctx.children.policies, `${ns}/${names.networkPolicy}`, withSpecHash(policy), created);
-    await ensure(ctx, ctx.children.services, `${ns}/${names.service}`, withSpecHash(desiredService(session, eff.runtime)), created);
-    // Pods are created once and never updated: most of a pod spec is immutable, and a Challenge
-    // edit must not disturb running sessions.
-    if (!pod) {
-      pod = await ctx.writer.apply(withSpecHash(desiredPod(session, eff, ctx.pod)));
-      created.push('Pod');
-    } else if (!ownedBy(pod, session.metadata.uid)) {
-      // A pod of an earlier session with the same name is still terminating; try again shortly.
-      return { requeueAfterMs: 1_000 };
-    }
+    children = await ensureChildren(ctx, input);
   } catch (err) {
     // The apiserver refused an object built from the Challenge (validation, admission): retrying
     // cannot help until the Challenge changes, so say why in the status and check back slowly.
     const e = classifyError(err);
     if (e.kind !== 'Invalid' && e.kind !== 'Forbidden') throw err;
-    const problem = { reason: Reason.InvalidChallenge, message: `the apiserver rejected a child object: ${e.message}`.slice(0, 1000) };
-    await writeStatus(ctx, session, computeStatus({ session, runtime: eff, challengeProblem: problem, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain }));
-    return { requeueAfterMs: Math.min(untilExpiry, 60_000) };
+    return fail({ reason: Reason.InvalidChallenge, message: `the apiserver rejected a child object: ${e.message}`.slice(0, 1000) }, 60_000);
   }
-  for (const kind of created) ctx.log.info({ session: session.metadata.name, kind }, `Created ${kind}`);
-  if (created.length > 0) {
-    // One Event for everything this pass created: an Event is a write like any other.
-    const what = created.map((kind) => `${kind} ${kind === 'Secret' ? names.secret : names.pod}`).join(', ');
-    void ctx.writer.event(sessionRef(session), 'Normal', 'Created', `Created ${what}`).catch(() => undefined);
+  if (children.foreign) {
+    ctx.log.debug({ session: name, object: children.foreign }, 'A child still belongs to an earlier session; waiting for garbage collection');
+    return { requeueAfterMs: FOREIGN_CHILD_RETRY_MS };
   }
-  if (droppedCidrs.length > 0 && created.includes('NetworkPolicy')) {
-    void ctx.writer
-      .event(sessionRef(session), 'Warning', 'EgressDropped', `Egress allowlist entries inside forbidden ranges were ignored: ${droppedCidrs.join(', ')}`)
-      .catch(() => undefined);
-  }
+  recordCreated(ctx, session, children.created, input.policy.droppedCidrs);
 
-  const status = computeStatus({
-    session,
-    runtime: eff,
-    pod,
-    service: ctx.children.services.get(`${ns}/${names.service}`),
-    now,
-    expiresAt,
-    clusterDomain: ctx.clusterDomain,
-    externalDomain: ctx.externalDomain,
-    droppedCidrs,
-  });
-  await writeStatus(ctx, session, status);
+  await writeStatus(ctx, session, computeStatus(status({
+    pod: children.current.pods,
+    service: children.current.services,
+    droppedCidrs: input.policy.droppedCidrs,
+  })));
   return { requeueAfterMs: untilExpiry };
 }
 
-function ownedBy(obj: { metadata?: { ownerReferences?: { uid: string; controller?: boolean }[] } }, uid: string | undefined): boolean {
+interface ChildrenPass {
+  /** "Kind name" of each child created in this pass. */
+  created: string[];
+  /** Each kind's child as now known: the object just written, else the cached one. */
+  current: Partial<Record<OwnedCacheName, Owned>>;
+  /** A child of an earlier session with the same name blocks this one ("Kind name"). */
+  foreign?: string;
+}
+
+/** Walks the owned kinds in order and writes each child that is missing or out of date. */
+async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promise<ChildrenPass> {
+  const ns = ctx.caches.namespace;
+  const uid = input.session.metadata.uid;
+  const pass: ChildrenPass = { created: [], current: {} };
+  for (const kind of OWNED_KINDS) {
+    const desired = kind.desired(input);
+    if (!desired) continue;
+    const name = kind.childName(input.session.metadata.name);
+    const observed = ctx.children[kind.cache].get(`${ns}/${name}`);
+    if (observed && !ownedBy(observed, uid)) {
+      pass.foreign = `${kind.kind} ${name}`;
+      return pass;
+    }
+    const hashed = withSpecHash(desired);
+    const upToDate = observed && (kind.mode === 'create' || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
+    if (upToDate) {
+      pass.current[kind.cache] = observed;
+      continue;
+    }
+    pass.current[kind.cache] = await ctx.writer.apply(hashed);
+    if (!observed) pass.created.push(`${kind.kind} ${name}`);
+  }
+  return pass;
+}
+
+function ownedBy(obj: Owned, uid: string | undefined): boolean {
   return obj.metadata?.ownerReferences?.some((r) => r.controller && r.uid === uid) ?? false;
 }
 
-/** Applies a child unless the cached copy already carries the same spec hash. */
-async function ensure<T extends ObjectMetaLike & { kind?: string; metadata?: { annotations?: Record<string, string>; ownerReferences?: { uid: string; controller?: boolean }[] } }>(
-  ctx: ReconcileContext,
-  cache: Informer<T>,
-  key: string,
-  desired: T,
-  created: string[],
-): Promise<void> {
-  const observed = cache.get(key);
-  const want = desired.metadata?.annotations?.[ANNOTATION_SPEC_HASH];
-  if (observed && observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === want) return;
-  const owner = desired.metadata?.ownerReferences?.[0]?.uid;
-  if (observed && !ownedBy(observed, owner)) throw new Error(`${desired.kind ?? 'object'} ${key} still belongs to an earlier session; waiting for garbage collection`);
-  await ctx.writer.apply(desired as never);
-  if (!observed) created.push(desired.kind ?? 'object');
+/** One Event for everything a pass created (an Event is a write like any other). */
+function recordCreated(ctx: ReconcileContext, session: ChallengeSession, created: string[], droppedCidrs: string[]): void {
+  if (created.length === 0) return;
+  for (const what of created) ctx.log.info({ session: session.metadata.name, kind: what.split(' ')[0] }, `Created ${what.split(' ')[0]}`);
+  ctx.events.normal(sessionRef(session), EventReason.Created, `Created ${created.join(', ')}`);
+  if (droppedCidrs.length > 0 && created.some((c) => c.startsWith('NetworkPolicy '))) {
+    ctx.events.warning(sessionRef(session), EventReason.EgressDropped, `Egress allowlist entries inside forbidden ranges were ignored: ${droppedCidrs.join(', ')}`);
+  }
 }
 
 async function flagValue(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime): Promise<string | undefined> {
@@ -180,18 +177,17 @@ async function writeStatus(ctx: ReconcileContext, session: ChallengeSession, nex
   if (!patch) return;
   await ctx.writer.patchSessionStatus(ctx.caches.namespace, session.metadata.name, patch);
   const name = session.metadata.name;
-  if (next.phase !== prev.phase) {
-    ctx.log.info({ session: name, phase: next.phase, reason: next.conditions?.find((c) => c.type === 'Ready')?.reason }, `Session ${next.phase}`);
-    if (next.phase === 'Running' && next.readyAt && !prev.readyAt) {
-      const created = new Date(String(session.metadata.creationTimestamp)).getTime();
-      ctx.metrics.spawnToReady.observe(Math.max(0, (new Date(next.readyAt).getTime() - created) / 1000));
-      void ctx.writer.event(sessionRef(session), 'Normal', 'Ready', 'Session is Running and ready').catch(() => undefined);
-    }
-    if (next.phase === 'Failed') {
-      const ready = next.conditions?.find((c) => c.type === 'Ready');
-      ctx.metrics.sessionsFailed.inc({ reason: ready?.reason ?? 'Unknown' });
-      void ctx.writer.event(sessionRef(session), 'Warning', ready?.reason ?? 'Failed', ready?.message ?? 'Session failed').catch(() => undefined);
-    }
+  if (next.phase === prev.phase) return;
+  const ready = next.conditions?.find((c) => c.type === 'Ready');
+  ctx.log.info({ session: name, phase: next.phase, reason: ready?.reason }, `Session ${next.phase}`);
+  if (next.phase === 'Running' && next.readyAt && !prev.readyAt) {
+    const created = new Date(String(session.metadata.creationTimestamp)).getTime();
+    ctx.metrics.spawnToReady.observe(Math.max(0, (new Date(next.readyAt).getTime() - created) / 1000));
+    ctx.events.normal(sessionRef(session), EventReason.Ready, 'Session is Running and ready');
+  }
+  if (next.phase === 'Failed') {
+    ctx.metrics.sessionsFailed.inc({ reason: ready?.reason ?? 'Unknown' });
+    ctx.events.warning(sessionRef(session), ready?.reason ?? EventReason.Failed, ready?.message ?? 'Session failed');
   }
 }
 
@@ -210,6 +206,6 @@ async function endSession(ctx: ReconcileContext, session: ChallengeSession, reas
   }
   ctx.metrics.sessionsEnded.inc({ reason: metric });
   ctx.log.info({ session: session.metadata.name, reason }, message);
-  void ctx.writer.event(sessionRef(session), 'Normal', reason, message).catch(() => undefined);
+  ctx.events.normal(sessionRef(session), reason, message);
   return {};
 }

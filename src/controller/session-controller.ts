@@ -1,20 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import type { V1NetworkPolicy, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../api/group.js';
 import type { Kube } from '../kube/client.js';
 import type { Informer } from '../kube/informer.js';
-import { classifyError } from '../kube/errors.js';
+import { classifyError, ignoreNotFound } from '../kube/errors.js';
 import type { Writer } from '../kube/writes.js';
+import { createRecorder } from '../kube/recorder.js';
 import type { Metrics } from '../metrics.js';
 import { baselinePolicies } from '../reconcile/network-policy.js';
 import { withSpecHash } from '../reconcile/children.js';
-import { watchedInformer, type Caches, type WatchSettings } from './caches.js';
-import { reconcileSession, type ChildCaches, type ReconcileContext } from './reconcile-session.js';
+import { childNames } from '../reconcile/names.js';
+import { watchedInformer, type Caches, type WatchSettings } from '../read-model/caches.js';
+import { reconcileSession, type ReconcileContext } from './reconcile-session.js';
+import { OWNED_KINDS, type Owned, type OwnedCacheName } from './owned-kinds.js';
 import { WorkQueue } from './workqueue.js';
 import { CacheAudit } from './cache-audit.js';
-import { childNames } from '../reconcile/names.js';
-import { ignoreNotFound } from '../kube/errors.js';
 
 /**
  * Drives reconciles while this replica leads: watches the owned kinds, maps every event to the
@@ -38,24 +39,19 @@ export interface SessionControllerOptions {
    */
   auditMs?: number;
   watch?: WatchSettings;
-  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'log' | 'metrics'>;
+  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'events' | 'log' | 'metrics'>;
 }
-
-/** Keeps what identifies an object and nothing of its content. */
-function metadataOnly<T extends { apiVersion?: string; kind?: string; metadata?: unknown }>(obj: T): T {
-  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata } as T;
-}
-
-type Owned = { metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> } };
 
 export class SessionController {
-  private children: ChildCaches | undefined;
+  private children: Record<OwnedCacheName, Informer<Owned>> | undefined;
   private queue: WorkQueue | undefined;
   private resync: NodeJS.Timeout | undefined;
   private audit: NodeJS.Timeout | undefined;
   private running = false;
+  private readonly events;
 
   constructor(private readonly o: SessionControllerOptions) {
+    this.events = createRecorder(o.writer, o.log);
     const enqueueSession = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
     };
@@ -67,7 +63,7 @@ export class SessionController {
     const enqueueChallenge = (obj: { metadata?: { name?: string } }) => {
       const name = obj.metadata?.name;
       if (!name || !this.queue) return;
-      for (const s of o.caches.allSessions()) if (s.spec.challenge === name) this.queue.add(s.metadata.name);
+      for (const s of o.caches.sessionsOfChallenge(name)) this.queue.add(s.metadata.name);
     };
     o.caches.challenges.on('add', enqueueChallenge);
     o.caches.challenges.on('update', (obj, old) => {
@@ -88,33 +84,22 @@ export class SessionController {
     const { kube, log, metrics } = this.o;
     const ns = this.o.caches.namespace;
     const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
-    const mk = <T extends Owned>(name: string, path: string, transform?: (obj: T) => T) => {
-      const inf = watchedInformer<T>(kube, log, metrics, this.o.watch ?? {}, { name, path, transform, labelSelector: selector });
-      const toSession = (obj: T) => {
-        const s = obj.metadata?.labels?.[LABEL_SESSION];
-        if (s) this.queue?.add(s);
-      };
-      inf.on('add', toSession);
-      inf.on('update', toSession);
-      inf.on('delete', toSession);
-      return inf;
+    // One watch per owned kind; every event of a child re-queues the session it belongs to.
+    const toSession = (obj: Owned) => {
+      const s = obj.metadata?.labels?.[LABEL_SESSION];
+      if (s) this.queue?.add(s);
     };
-    this.children = {
-      // Pods are never updated and their status is judged from metadata and status alone, so the
-      // spec (containers, env, volumes: most of a Pod) is not kept.
-      pods: mk<V1Pod & Owned>('pods', `/api/v1/namespaces/${ns}/pods`, (pod) => {
-        delete pod.spec;
-        return pod;
+    const children = Object.fromEntries(
+      OWNED_KINDS.map((k) => {
+        const inf = watchedInformer<Owned>(kube, log, metrics, this.o.watch ?? {}, { name: k.cache, path: k.path(ns), transform: k.trim, labelSelector: selector });
+        for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, toSession);
+        return [k.cache, inf];
       }),
-      // Services, Secrets and NetworkPolicies are judged by their spec-hash annotation, owner and
-      // existence alone: only metadata is kept (and no flag value stays in memory).
-      services: mk<V1Service & Owned>('services', `/api/v1/namespaces/${ns}/services`, metadataOnly),
-      secrets: mk<V1Secret & Owned>('secrets', `/api/v1/namespaces/${ns}/secrets`, metadataOnly),
-      policies: mk<V1NetworkPolicy & Owned>('networkpolicies', `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, metadataOnly),
-    };
+    ) as Record<OwnedCacheName, Informer<Owned>>;
+    this.children = children;
     // Every child cache must be complete before the first reconcile: a reconcile that ran on a
     // partial cache would take existing children for missing ones and apply them again.
-    await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.start()));
+    await Promise.all(Object.values(children).map((i) => i.start()));
     if (!this.running) return;
     const q = 'challengesession';
     this.queue = new WorkQueue((key) => this.reconcile(key), {
@@ -132,7 +117,7 @@ export class SessionController {
     this.enqueueAll();
     this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
     this.resync.unref();
-    this.startAudit(this.children.pods);
+    this.startAudit(children.pods);
     log.info({ namespace: ns, sessions: this.o.caches.sessions.list().length }, 'Controller started');
   }
 
@@ -146,7 +131,7 @@ export class SessionController {
     const q = this.queue;
     this.queue = undefined;
     await q?.shutdown();
-    if (this.children) await Promise.all(Object.values(this.children).map((i: Informer<Owned>) => i.stop()));
+    if (this.children) await Promise.all(Object.values(this.children).map((i) => i.stop()));
     this.children = undefined;
   }
 
@@ -200,7 +185,7 @@ export class SessionController {
 
   private async ensureNamespaceBaseline(): Promise<void> {
     for (const p of baselinePolicies(this.o.caches.namespace)) {
-      const observed = this.children?.policies.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
+      const observed = this.children?.networkpolicies.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
       const desired = withSpecHash(p);
       if (observed?.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === desired.metadata?.annotations?.[ANNOTATION_SPEC_HASH]) continue;
       await this.o.writer.apply(desired);
@@ -213,7 +198,7 @@ export class SessionController {
     const end = this.o.metrics.reconcileTime.startTimer({ controller: CONTROLLER });
     try {
       const log = this.o.log.child({ controller: CONTROLLER, session: name, reconcileID: randomUUID() });
-      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, log, metrics: this.o.metrics }, name);
+      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, events: this.events, log, metrics: this.o.metrics }, name);
       this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: out.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
       return out;
     } catch (err) {

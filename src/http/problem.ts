@@ -76,9 +76,6 @@ export function problemFromDomain(err: DomainError): HttpProblem {
   switch (err.kind) {
     case 'NotFound':
       return new HttpProblem(404, 'not-found', err.message);
-    // A disabled challenge is hidden from the catalogue, so it is reported exactly like a missing one.
-    case 'Disabled':
-      return new HttpProblem(404, 'not-found', 'the challenge does not exist or is not available');
     case 'LimitReached':
       return new HttpProblem(429, 'limit-reached', err.message);
     case 'MaxLifetime':
@@ -87,8 +84,6 @@ export function problemFromDomain(err: DomainError): HttpProblem {
       return new HttpProblem(400, 'invalid-request', err.message);
     case 'Unavailable':
       return new HttpProblem(503, 'unavailable', err.message, retryAfter(5));
-    case 'RateLimited':
-      return new HttpProblem(429, 'rate-limited', err.message, retryAfter(err.retryAfterSeconds ?? 60));
   }
 }
 

@@ -4,7 +4,7 @@ import { ApiException } from '@kubernetes/client-node';
  * The small set of outcomes the controller and the HTTP API act on. Everything that is not a
  * definite answer from the apiserver is Transient and retried with backoff.
  */
-export type KubeErrorKind = 'NotFound' | 'Conflict' | 'AlreadyExists' | 'Invalid' | 'Forbidden' | 'Gone' | 'Transient';
+export type KubeErrorKind = 'NotFound' | 'Conflict' | 'AlreadyExists' | 'Invalid' | 'Forbidden' | 'Transient';
 
 export interface KubeError {
   kind: KubeErrorKind;
@@ -51,13 +51,10 @@ export function classifyError(err: unknown): KubeError {
             ? 'Invalid'
             : code === 403
               ? 'Forbidden'
-              : code === 410
-                ? 'Gone'
-                : 'Transient';
+              : 'Transient';
     return { kind, code, reason, message };
   }
   const code = (err as { statusCode?: number; code?: number } | undefined)?.statusCode;
-  if (code === 410) return { kind: 'Gone', code, reason: 'Expired', message: 'resource version too old' };
   return { kind: 'Transient', code: code ?? 0, reason: 'Transient', message: err instanceof Error ? err.message : String(err) };
 }
 

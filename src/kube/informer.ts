@@ -1,5 +1,8 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { IndexedStore, objectKey, type Handler, type IndexFunc, type ObjectMetaLike, type StoreEvent, type WatchedCache } from '../read-model/store.js';
+
+export { objectKey, type ObjectMetaLike };
 
 /**
  * A list-watch cache that never gives up. client-node's informer stops on any non-410 error
@@ -10,12 +13,9 @@ import type { Logger } from 'pino';
  *  - asks for bookmarks and a server-side watch timeout, and aborts a watch that has been quiet
  *    for longer than `stallMs` (a frozen connection sends nothing, not even bookmarks),
  *  - only calls handlers synchronously with plain objects; handlers are expected to enqueue keys.
- * The store holds objects exactly as the apiserver serialises them (timestamps are strings).
+ * The store (an IndexedStore: indexes, handler replay) holds objects as the apiserver serialises
+ * them (timestamps are strings), after `transform`.
  */
-
-export interface ObjectMetaLike {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
-}
 
 export interface ListPage<T> {
   items: T[];
@@ -50,17 +50,8 @@ export interface InformerOptions<T> {
   transform?: (obj: T) => T;
 }
 
-type Handler<T> = (obj: T, old?: T) => void;
-
-export function objectKey(obj: ObjectMetaLike): string {
-  const ns = obj.metadata?.namespace;
-  const name = obj.metadata?.name ?? '';
-  return ns ? `${ns}/${name}` : name;
-}
-
-export class Informer<T extends ObjectMetaLike> {
-  private readonly store = new Map<string, T>();
-  private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[] };
+export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
+  private readonly store: IndexedStore<T>;
   private resourceVersion = '';
   private stopped = true;
   private synced = false;
@@ -73,21 +64,30 @@ export class Informer<T extends ObjectMetaLike> {
   private relistStartedAt = 0;
   private loopDone: Promise<void> | undefined;
 
-  constructor(private readonly opts: InformerOptions<T>) {}
+  constructor(private readonly opts: InformerOptions<T>) {
+    this.store = new IndexedStore<T>((err) => opts.log.error({ err, informer: opts.name }, 'Informer handler threw'));
+  }
 
   private trim(obj: T): T {
     const slimmed = slim(obj);
     return this.opts.transform ? this.opts.transform(slimmed) : slimmed;
   }
 
-  on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
-    this.handlers[event].push(handler);
+  /** Subscribes; an `add` handler is first called with every object already cached. */
+  on(event: StoreEvent, handler: Handler<T>): void {
+    this.store.on(event, handler);
   }
 
-  off(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
-    const list = this.handlers[event];
-    const i = list.indexOf(handler);
-    if (i >= 0) list.splice(i, 1);
+  off(event: StoreEvent, handler: Handler<T>): void {
+    this.store.off(event, handler);
+  }
+
+  addIndexer(name: string, fn: IndexFunc<T>): void {
+    this.store.addIndexer(name, fn);
+  }
+
+  byIndex(index: string, value: string): T[] {
+    return this.store.byIndex(index, value);
   }
 
   get(key: string): T | undefined {
@@ -95,7 +95,7 @@ export class Informer<T extends ObjectMetaLike> {
   }
 
   list(): T[] {
-    return [...this.store.values()];
+    return this.store.list();
   }
 
   hasSynced(): boolean {
@@ -140,17 +140,6 @@ export class Informer<T extends ObjectMetaLike> {
     return new Promise((r) => this.syncWaiters.push(r));
   }
 
-  private emit(event: 'add' | 'update' | 'delete', obj: T, old?: T): void {
-    // A copy: a handler may unsubscribe itself while being called.
-    for (const h of [...this.handlers[event]]) {
-      try {
-        h(obj, old);
-      } catch (err) {
-        this.opts.log.error({ err, informer: this.opts.name }, 'Informer handler threw');
-      }
-    }
-  }
-
   private async relist(): Promise<void> {
     this.relistStartedAt = Date.now();
     const seen = new Map<string, T>();
@@ -169,17 +158,13 @@ export class Informer<T extends ObjectMetaLike> {
       token = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (token);
-    for (const [key, old] of this.store) {
-      if (!seen.has(key)) {
-        this.store.delete(key);
-        this.emit('delete', old);
-      }
+    for (const [key] of [...this.store.entries()]) {
+      if (!seen.has(key)) this.store.delete(key);
     }
     for (const [key, obj] of seen) {
       const old = this.store.get(key);
+      if (old === obj || (old && old.metadata?.resourceVersion === obj.metadata?.resourceVersion)) continue;
       this.store.set(key, obj);
-      if (!old) this.emit('add', obj);
-      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old);
     }
     this.resourceVersion = rv;
     this.lastRelist = Date.now();
@@ -275,20 +260,12 @@ export class Informer<T extends ObjectMetaLike> {
       case 'ADDED':
       case 'MODIFIED': {
         const trimmed = this.trim(obj);
-        const key = objectKey(trimmed);
-        const old = this.store.get(key);
-        this.store.set(key, trimmed);
-        if (old) this.emit('update', trimmed, old);
-        else this.emit('add', trimmed);
+        this.store.set(objectKey(trimmed), trimmed);
         break;
       }
-      case 'DELETED': {
-        const key = objectKey(obj);
-        const old = this.store.get(key);
-        this.store.delete(key);
-        this.emit('delete', old ?? obj);
+      case 'DELETED':
+        this.store.delete(objectKey(obj), obj);
         break;
-      }
       case 'BOOKMARK':
         break;
       case 'ERROR':

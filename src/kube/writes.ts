@@ -13,7 +13,10 @@ export type WriteCounter = (verb: string, resource: string) => void;
 
 export interface Writer {
   apply<T extends KubernetesObject>(obj: T): Promise<T>;
-  patchSessionStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
+  /** Creates a ChallengeSession; AlreadyExists when the name is taken. Returns what was stored. */
+  createSession(namespace: string, body: object): Promise<unknown>;
+  /** A merge patch of status; with `resourceVersion`, only over exactly that version (else Conflict). */
+  patchSessionStatus(namespace: string, name: string, status: Record<string, unknown>, resourceVersion?: string): Promise<void>;
   patchSessionMetadata(namespace: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<void>;
   /** Deletes only the very object read: a changed uid or resourceVersion gives a Conflict. */
   deleteSession(namespace: string, name: string, uid?: string, resourceVersion?: string): Promise<void>;
@@ -40,10 +43,17 @@ export function createWriter(kube: Kube, reporter: { component: string; instance
       return kube.objects.patch<T>(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
     },
 
-    async patchSessionStatus(namespace, name, status) {
+    async createSession(namespace, body) {
+      count('create', 'challengesessions');
+      const created: unknown = await kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, body });
+      return created;
+    },
+
+    async patchSessionStatus(namespace, name, status, resourceVersion) {
       count('patch', 'challengesessions/status');
+      const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
       await kube.custom.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
+        { group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name, body, fieldManager: FIELD_MANAGER },
         mergePatch,
       );
     },

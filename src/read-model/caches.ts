@@ -1,16 +1,19 @@
 import type { Logger } from 'pino';
 import type { Kube } from '../kube/client.js';
-import { Informer, type ObjectMetaLike } from '../kube/informer.js';
+import { Informer } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
 import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
 import { challengeSchema, type Challenge } from '../api/challenge.js';
 import { sessionSchema, type ChallengeSession } from '../api/session.js';
 import type { Metrics } from '../metrics.js';
+import type { ObjectMetaLike, WatchedCache } from './store.js';
 
 /**
- * Informer caches of Challenges and ChallengeSessions in the engine's namespace. Every replica
- * keeps them (the HTTP API reads only from here); objects are parsed with the zod schemas on
- * first access and the result is memoised per stored object, so a changed object is re-parsed.
+ * The read model every replica keeps: informer caches of Challenges and ChallengeSessions in the
+ * engine's namespace, indexed by user and by challenge. The HTTP API reads only from here and
+ * the controller reconciles from here. Objects are parsed with the zod schemas as they enter the
+ * cache; one that parses is stored in its parsed form (one copy per object), one that does not
+ * stays raw and reports its error when read.
  */
 
 /** Watch settings of every cache (see InformerOptions); from the engine's configuration. */
@@ -42,35 +45,41 @@ export function watchedInformer<T extends ObjectMetaLike>(
   });
 }
 
-type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown } };
+export type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown; team?: unknown; [field: string]: unknown } };
 
 type Schema<T> = { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
+/** Session index names (Caches.sessions.byIndex). */
+export const INDEX_USER = 'user';
+export const INDEX_CHALLENGE = 'challenge';
+
+/** Makes the cache of one kind: `transform` must be applied to every object before it is stored. */
+export type CacheSource = (o: { name: string; path: string; transform: (raw: Raw) => Raw }) => WatchedCache<Raw>;
+
+/** Informer-backed caches: what the engine runs. */
+export function informerSource(kube: Kube, log: Logger, metrics: Metrics | undefined, watch: WatchSettings): CacheSource {
+  return (o) => watchedInformer<Raw>(kube, log, metrics, watch, o);
+}
+
 export class Caches {
-  readonly sessions: Informer<Raw>;
-  readonly challenges: Informer<Raw>;
+  readonly sessions: WatchedCache<Raw>;
+  readonly challenges: WatchedCache<Raw>;
   private readonly parsed = new WeakMap<object, Parsed<unknown>>();
-  /** user -> names of that user's sessions; keeps per-player requests O(own sessions). */
-  private readonly byUser = new Map<string, Set<string>>();
   /** Sessions whose cached copy is suspected to be behind a write of this replica. */
   private readonly suspected = new Set<string>();
   private readonly confirmLossMs: number;
 
   constructor(
-    kube: Kube,
     readonly namespace: string,
-    log: Logger,
-    metrics?: Metrics,
-    watch: WatchSettings & { confirmLossMs?: number } = {},
+    source: CacheSource,
+    opts: { confirmLossMs?: number } = {},
   ) {
-    this.confirmLossMs = watch.confirmLossMs ?? 10_000;
+    this.confirmLossMs = opts.confirmLossMs ?? 10_000;
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
-    // Objects are parsed as they enter the cache, and one that parses is stored as its parsed
-    // form: one copy per object instead of the raw JSON plus the parsed one.
     const mk = (plural: string, schema: Schema<unknown>) =>
-      watchedInformer<Raw>(kube, log, metrics, watch, {
+      source({
         name: plural,
         path: `${base}/${plural}`,
         transform: (raw) => {
@@ -83,34 +92,25 @@ export class Caches {
       });
     this.sessions = mk(SESSION_PLURAL, sessionSchema);
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
-    const index = (raw: Raw) => {
-      const user = raw.spec?.user;
-      const name = raw.metadata?.name;
-      if (typeof user !== 'string' || !name) return;
-      let names = this.byUser.get(user);
-      if (!names) this.byUser.set(user, (names = new Set()));
-      names.add(name);
-    };
-    this.sessions.on('add', index);
-    this.sessions.on('update', index);
-    this.sessions.on('delete', (raw) => {
-      const user = raw.spec?.user;
-      const name = raw.metadata?.name;
-      if (typeof user !== 'string' || !name) return;
-      const names = this.byUser.get(user);
-      names?.delete(name);
-      if (names?.size === 0) this.byUser.delete(user);
-    });
+    // A session's spec is immutable, so its index values never move.
+    const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+    this.sessions.addIndexer(INDEX_USER, (raw) => str(raw.spec?.user));
+    this.sessions.addIndexer(INDEX_CHALLENGE, (raw) => str(raw.spec?.challenge));
   }
 
-  /** The sessions of one user that parse (a session's user never changes: spec is immutable). */
+  /** The caches of `namespace` backed by informers, with the engine's watch settings. */
+  static watching(kube: Kube, namespace: string, log: Logger, metrics?: Metrics, watch: WatchSettings & { confirmLossMs?: number } = {}): Caches {
+    return new Caches(namespace, informerSource(kube, log, metrics, watch), { confirmLossMs: watch.confirmLossMs });
+  }
+
+  /** The sessions of one user that parse. */
   sessionsOfUser(user: string): ChallengeSession[] {
-    const out: ChallengeSession[] = [];
-    for (const name of this.byUser.get(user) ?? []) {
-      const p = this.session(name);
-      if (p?.ok) out.push(p.value);
-    }
-    return out;
+    return this.parsedSessions(this.sessions.byIndex(INDEX_USER, user));
+  }
+
+  /** The sessions of one challenge that parse. */
+  sessionsOfChallenge(challenge: string): ChallengeSession[] {
+    return this.parsedSessions(this.sessions.byIndex(INDEX_CHALLENGE, challenge));
   }
 
   /**
@@ -165,12 +165,7 @@ export class Caches {
 
   /** Every session that parses; malformed ones are skipped (the controller reports them). */
   allSessions(): ChallengeSession[] {
-    const out: ChallengeSession[] = [];
-    for (const raw of this.sessions.list()) {
-      const p = this.parse(raw, sessionSchema);
-      if (p.ok) out.push(p.value);
-    }
-    return out;
+    return this.parsedSessions(this.sessions.list());
   }
 
   allChallenges(): Challenge[] {
@@ -181,5 +176,13 @@ export class Caches {
     }
     return out;
   }
-}
 
+  private parsedSessions(raws: Raw[]): ChallengeSession[] {
+    const out: ChallengeSession[] = [];
+    for (const raw of raws) {
+      const p = this.parse(raw, sessionSchema);
+      if (p.ok) out.push(p.value);
+    }
+    return out;
+  }
+}

@@ -7,8 +7,8 @@ export const Reason = {
   UnknownChallenge: 'UnknownChallenge',
   /** The Challenge does not parse, or the apiserver rejected a child built from it. */
   InvalidChallenge: 'InvalidChallenge',
-  /** The expires-at annotation is not an RFC 3339 UTC time. */
-  InvalidExpiry: 'InvalidExpiry',
+  /** The Challenge's static flag Secret or key does not exist (yet). */
+  StaticFlagMissing: 'StaticFlagMissing',
   /** The Challenge is not in the cache yet; nothing is known about what to run. */
   WaitingForChallenge: 'WaitingForChallenge',
   ImagePullFailed: 'ImagePullFailed',
@@ -25,6 +25,24 @@ export const Reason = {
   Expired: 'Expired',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/**
+ * Reasons of the Events recorded on a ChallengeSession (besides a Failed session's condition
+ * reason, which its Warning Event repeats). Part of the API like the condition reasons.
+ */
+export const EventReason = {
+  /** Children created in one pass, named in the message. */
+  Created: 'Created',
+  Ready: 'Ready',
+  /** Egress allowlist entries inside forbidden ranges were left out. */
+  EgressDropped: 'EgressDropped',
+  /** A player submitted the flag of this session (the related object is theirs). */
+  FlagShared: 'FlagShared',
+  Expired: 'Expired',
+  ChallengeDeleted: 'ChallengeDeleted',
+  /** A Failed session whose condition carries no reason. */
+  Failed: 'Failed',
+} as const;
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_PROVISIONED = 'Provisioned';

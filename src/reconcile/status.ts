@@ -1,6 +1,6 @@
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Condition } from '../api/common.js';
-import type { ChallengeSession, Endpoint, Phase, SessionStatus } from '../api/session.js';
+import { STATUS_WRITERS, type ChallengeSession, type Endpoint, type Phase, type SessionStatus } from '../api/session.js';
 import { jsonEqual } from './canonical.js';
 import { mergePatch } from './merge-patch.js';
 import { creationTime, formatTimestamp } from './expiry.js';
@@ -123,12 +123,19 @@ export function sessionEndpoints(
 }
 
 /**
- * The merge patch that turns the stored status into `next`, with nulls for members to remove;
- * undefined when they are already equal and nothing should be written.
+ * The merge patch that turns the controller's members of the stored status into `next`'s, with
+ * nulls for members to remove; undefined when they are already equal and nothing should be
+ * written. Members the API writes (STATUS_WRITERS.api) are never part of it.
  */
 export function statusPatch(previous: object | undefined, next: DesiredSessionStatus): Record<string, unknown> | undefined {
-  const patch = mergePatch(previous, next);
+  const patch = mergePatch(controllerMembers(previous), controllerMembers(next) ?? {});
   return Object.keys(patch).length > 0 ? patch : undefined;
+}
+
+function controllerMembers(status: object | undefined): Record<string, unknown> | undefined {
+  if (!status) return undefined;
+  const s = status as Record<string, unknown>;
+  return Object.fromEntries(STATUS_WRITERS.controller.filter((k) => k in s).map((k) => [k, s[k]]));
 }
 
 /** True when writing `next` over `current` would change nothing. */

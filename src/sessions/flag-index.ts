@@ -1,6 +1,6 @@
 import type { ChallengeSession } from '../api/session.js';
-import type { Caches } from '../controller/caches.js';
-import type { Kube } from '../kube/client.js';
+import type { Caches } from '../read-model/caches.js';
+import type { LiveReads } from '../kube/live-reads.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { flagForSession } from '../flags/derive.js';
 
@@ -47,8 +47,8 @@ export class FlagIndex {
     const index = new Map<string, string>();
     const c = this.caches.challenge(challenge);
     const chal = c?.ok ? c.value : undefined;
-    for (const s of this.caches.allSessions()) {
-      if (s.spec.challenge !== challenge || !s.metadata.uid) continue;
+    for (const s of this.caches.sessionsOfChallenge(challenge)) {
+      if (!s.metadata.uid) continue;
       const runtime = effectiveRuntime(s, chal)?.runtime;
       const flag = runtime && flagForSession(this.key, s, runtime);
       if (flag) index.set(flag, s.metadata.name);
@@ -56,15 +56,13 @@ export class FlagIndex {
     return index;
   }
 
-  async staticFlag(kube: Kube, namespace: string, name: string, key: string): Promise<string | undefined> {
+  async staticFlag(live: LiveReads, name: string, key: string): Promise<string | undefined> {
     const id = `${name}/${key}`;
     const hit = this.statics.get(id);
     if (hit && hit.until > Date.now()) return hit.value;
     let value: string | undefined;
     try {
-      const s = await kube.core.readNamespacedSecret({ name, namespace });
-      const b64 = s.data?.[key];
-      value = b64 ? Buffer.from(b64, 'base64').toString('utf8').trim() : undefined;
+      value = (await live.secretValue(name, key))?.trim() || undefined;
     } catch {
       value = undefined;
     }

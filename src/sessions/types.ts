@@ -47,9 +47,8 @@ export interface FlagResult {
 /** Domain errors the HTTP layer maps to problem responses. */
 export class DomainError extends Error {
   constructor(
-    readonly kind: 'NotFound' | 'LimitReached' | 'Disabled' | 'MaxLifetime' | 'Invalid' | 'Unavailable' | 'RateLimited',
+    readonly kind: 'NotFound' | 'LimitReached' | 'MaxLifetime' | 'Invalid' | 'Unavailable',
     message: string,
-    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }

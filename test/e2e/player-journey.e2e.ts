@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { createTokenIssuer, createTokenVerifier } from '../../src/http/auth.js';
-import { Caches } from '../../src/controller/caches.js';
+import { Caches } from '../../src/read-model/caches.js';
 import { KubeSessionService } from '../../src/sessions/service.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
@@ -53,7 +53,7 @@ beforeAll(async () => {
   }));
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
-  caches = new Caches(engine.kube, cluster.namespace, log);
+  caches = Caches.watching(engine.kube, cluster.namespace, log);
   await caches.start();
   const service = new KubeSessionService({ kube: engine.kube, caches, writer: engine.writer, log, metrics, flagKey: engine.flagKey, maxSessionsPerUser: 10 });
   app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: { wrongFlagsPerMinutePerUser: 100, wrongFlagsPerMinutePerSession: 100 } });

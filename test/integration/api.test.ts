@@ -3,8 +3,9 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/http/app.js';
 import { createTokenIssuer, createTokenVerifier } from '../../src/http/auth.js';
-import { Caches } from '../../src/controller/caches.js';
-import { KubeSessionService, sessionName, slotOrder } from '../../src/sessions/service.js';
+import { Caches } from '../../src/read-model/caches.js';
+import { KubeSessionService } from '../../src/sessions/service.js';
+import { sessionName, slotOrder } from '../../src/sessions/spawn.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
@@ -40,7 +41,7 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) {
     const log = pino({ level: 'silent' });
     const metrics = createMetrics();
-    const caches = new Caches(i === LAGGING ? createKube(proxy.kubeconfig) : engine.kube, cluster.namespace, log);
+    const caches = Caches.watching(i === LAGGING ? createKube(proxy.kubeconfig) : engine.kube, cluster.namespace, log);
     await caches.start();
     const service = new KubeSessionService({ kube: engine.kube, caches, writer: engine.writer, log, metrics, flagKey: engine.flagKey, maxSessionsPerUser: 3 });
     const app = await buildApp({ service, tokens: createTokenVerifier(TEST_TOKEN_SECRET), metrics, log, corsOrigins: [], rateLimit: { wrongFlagsPerMinutePerUser: 100, wrongFlagsPerMinutePerSession: 100 } });

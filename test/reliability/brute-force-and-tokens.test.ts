@@ -2,7 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Caches } from '../../src/controller/caches.js';
+import { Caches } from '../../src/read-model/caches.js';
 import { deriveFlag } from '../../src/flags/derive.js';
 import { buildApp } from '../../src/http/app.js';
 import { createTokenVerifier, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../src/http/auth.js';
@@ -31,7 +31,7 @@ beforeAll(async () => {
   vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
-  caches = new Caches(cluster.kube, cluster.namespace, log);
+  caches = Caches.watching(cluster.kube, cluster.namespace, log);
   await caches.start();
   const service = new KubeSessionService({
     kube: cluster.kube,

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Caches } from '../../src/controller/caches.js';
+import { Caches } from '../../src/read-model/caches.js';
 import type { Engine } from '../../src/engine.js';
 import { buildApp } from '../../src/http/app.js';
 import { createTokenVerifier } from '../../src/http/auth.js';
@@ -57,7 +57,7 @@ async function apiReplica(cacheKubeconfig: string, confirmLossMs: number) {
   const logs = new LogCapture();
   const log = pino({ level: 'info' }, logs.stream);
   const metrics = createMetrics();
-  const caches = new Caches(createKube(cacheKubeconfig), cluster.namespace, log, metrics, { confirmLossMs });
+  const caches = Caches.watching(createKube(cacheKubeconfig), cluster.namespace, log, metrics, { confirmLossMs });
   await caches.start();
   const kube = cluster.kube;
   const service = new KubeSessionService({ kube, caches, writer: createWriter(kube, { component: 'test', instance: 'lost-events' }), log, metrics, flagKey: Buffer.from(TEST_FLAG_KEY), maxSessionsPerUser: 3 });

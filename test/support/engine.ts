@@ -4,9 +4,11 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { startEngine, type Engine } from '../../src/engine.js';
-import { API_VERSION, ANNOTATION_EXPIRES_AT, CHALLENGE_KIND, CHALLENGE_PLURAL, GROUP, SESSION_KIND, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
+import { CHALLENGE_KIND, CHALLENGE_PLURAL, GROUP, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
 import type { ChallengeSession } from '../../src/api/session.js';
 import type { Kube } from '../../src/kube/client.js';
+import { desiredSession } from '../../src/reconcile/desired-session.js';
+import { formatExpiry } from '../../src/reconcile/expiry.js';
 import { loadSamples } from './invalid-objects.js';
 
 export const TEST_FLAG_KEY = 'test-flag-key-0123456789abcdef';
@@ -90,12 +92,7 @@ export class EngineProcess {
 }
 
 export function sessionBody(name: string, challenge: string, user: string, expiresAt: Date): object {
-  return {
-    apiVersion: API_VERSION,
-    kind: SESSION_KIND,
-    metadata: { name, annotations: { [ANNOTATION_EXPIRES_AT]: expiresAt.toISOString().replace(/\.\d{3}Z$/, 'Z') } },
-    spec: { challenge, user },
-  };
+  return desiredSession({ name, challenge, user, expiresAt: formatExpiry(expiresAt) });
 }
 
 export async function createSession(kube: Kube, namespace: string, name: string, challenge: string, user: string, expiresAt: Date): Promise<ChallengeSession> {

@@ -43,8 +43,8 @@ export function challengeRoutes(app: ZodApp, service: SessionService): void {
         if (created) reply.header('location', `/api/sessions/${session.id}`);
         return reply.code(created ? 201 : 200).send({ session });
       } catch (err) {
-        // Disabled and missing challenges must look the same: the catalogue hides disabled ones.
-        if (err instanceof DomainError && (err.kind === 'NotFound' || err.kind === 'Disabled')) {
+        // Disabled and missing challenges look the same (the service reports both as NotFound).
+        if (err instanceof DomainError && err.kind === 'NotFound') {
           throw new HttpProblem(404, 'not-found', `there is no challenge named ${challenge}`);
         }
         throw err;

@@ -94,7 +94,7 @@ export class FakeSessionService implements SessionService {
   spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }> {
     this.record('spawn', [caller, challenge]);
     if (!this.entries.some((e) => e.name === challenge)) return Promise.reject(new DomainError('NotFound', `challenge ${challenge} not found`));
-    if (this.disabled.has(challenge)) return Promise.reject(new DomainError('Disabled', `challenge ${challenge} is disabled`));
+    if (this.disabled.has(challenge)) return Promise.reject(new DomainError('NotFound', `challenge ${challenge} not found`));
     const mine = [...this.sessions.values()].filter((s) => s.user === caller.user);
     const existing = mine.find((s) => s.challenge === challenge);
     if (existing) return Promise.resolve({ created: false, session: existing });

@@ -1,0 +1,106 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { ChallengeSession } from '../api/session.js';
+import type { Cache } from '../read-model/store.js';
+import type { EffectiveRuntime } from '../reconcile/runtime.js';
+import type { SessionPolicy } from '../reconcile/network-policy.js';
+import { childNames } from '../reconcile/names.js';
+import { desiredFlagSecret } from '../reconcile/secret.js';
+import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
+import { desiredService } from '../reconcile/service.js';
+
+/**
+ * What a ChallengeSession owns, declared once. The controller builds one watch per entry (with
+ * the entry's trimming) and its reconcile walks the entries in order, so adding a kind is one
+ * entry plus its pure builder in src/reconcile. Order matters: the flag Secret and the
+ * NetworkPolicy exist before the Pod, so a Pod never runs without its flag or its isolation.
+ */
+
+/** Everything a builder may use, computed once per reconcile. */
+export interface DesiredInput {
+  session: ChallengeSession;
+  runtime: EffectiveRuntime;
+  flag: string;
+  /** The session's NetworkPolicy (built once: its dropped CIDRs also go into the status). */
+  policy: SessionPolicy;
+  pod: PodDefaults;
+}
+
+export type Owned = KubernetesObject & {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: { uid: string; controller?: boolean }[] };
+};
+
+export interface OwnedKind {
+  /** Name of the cache (and its informer and metrics label). */
+  cache: string;
+  kind: string;
+  /** Collection path in the sessions namespace. */
+  path: (namespace: string) => string;
+  /** Keeps what the reconcile reads of a cached object; the rest is dropped before caching. */
+  trim: (obj: Owned) => Owned;
+  /**
+   * `apply`: rewritten with server-side apply whenever the desired object's spec hash differs.
+   * `create`: created once and never updated (a Pod's spec is mostly immutable, and a Challenge
+   * edit must not disturb a running session).
+   */
+  mode: 'apply' | 'create';
+  /** The child's name for a session name. */
+  childName: (session: string) => string;
+  /** The desired child; undefined when this session has none of this kind. */
+  desired: (input: DesiredInput) => Owned | undefined;
+}
+
+/** Keeps what identifies an object and nothing of its content. */
+function metadataOnly(obj: Owned): Owned {
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata };
+}
+
+const core = (plural: string) => (ns: string) => `/api/v1/namespaces/${ns}/${plural}`;
+
+export const OWNED_KINDS = [
+  {
+    cache: 'secrets',
+    kind: 'Secret',
+    path: core('secrets'),
+    // Judged by spec hash, owner and existence: no flag value stays in memory.
+    trim: metadataOnly,
+    mode: 'apply',
+    childName: (s) => childNames(s).secret,
+    desired: (d) => desiredFlagSecret(d.session, d.flag),
+  },
+  {
+    cache: 'networkpolicies',
+    kind: 'NetworkPolicy',
+    path: (ns) => `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
+    trim: metadataOnly,
+    mode: 'apply',
+    childName: (s) => childNames(s).networkPolicy,
+    desired: (d) => d.policy.policy,
+  },
+  {
+    cache: 'services',
+    kind: 'Service',
+    path: core('services'),
+    trim: metadataOnly,
+    mode: 'apply',
+    childName: (s) => childNames(s).service,
+    desired: (d) => desiredService(d.session, d.runtime.runtime),
+  },
+  {
+    cache: 'pods',
+    kind: 'Pod',
+    path: core('pods'),
+    // Status is judged from metadata and status alone; the spec is most of a Pod.
+    trim: (pod) => {
+      delete (pod as { spec?: unknown }).spec;
+      return pod;
+    },
+    mode: 'create',
+    childName: (s) => childNames(s).pod,
+    desired: (d) => desiredPod(d.session, d.runtime, d.pod),
+  },
+] as const satisfies readonly OwnedKind[];
+
+export type OwnedCacheName = (typeof OWNED_KINDS)[number]['cache'];
+
+/** One cache per owned kind, keyed by the entry's `cache`. */
+export type ChildCaches = Record<OwnedCacheName, Cache<Owned>>;

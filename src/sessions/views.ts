@@ -1,0 +1,44 @@
+import { parseDuration } from '../api/duration.js';
+import type { Challenge } from '../api/challenge.js';
+import type { ChallengeSession } from '../api/session.js';
+import { effectiveRuntime } from '../reconcile/runtime.js';
+import { effectiveExpiry, formatExpiry } from '../reconcile/expiry.js';
+import type { CatalogueEntry, SessionView } from './types.js';
+
+/** What players see of challenges and sessions: pure functions of the cached objects. */
+
+export function catalogueEntries(challenges: Challenge[]): CatalogueEntry[] {
+  return challenges
+    .filter((c) => c.spec.enabled)
+    .map((c) => ({
+      name: c.metadata.name,
+      title: c.spec.title,
+      description: c.spec.description,
+      category: c.spec.category,
+      points: c.spec.points,
+      tags: c.spec.tags,
+      protocols: [...new Set(c.spec.expose.map((e) => e.protocol))],
+      lifetimeSeconds: (parseDuration(c.spec.lifetime.default) ?? 0) / 1000,
+      maxLifetimeSeconds: (parseDuration(c.spec.lifetime.max) ?? 0) / 1000,
+    }))
+    .sort((a, b) => a.category.localeCompare(b.category) || a.points - b.points || a.name.localeCompare(b.name));
+}
+
+export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date): SessionView {
+  const ready = s.status?.conditions?.find((c) => c.type === 'Ready');
+  const eff = effectiveRuntime(s, challenge);
+  return {
+    id: s.metadata.name,
+    challenge: s.spec.challenge,
+    user: s.spec.user,
+    phase: s.status?.phase ?? 'Pending',
+    ready: s.status?.phase === 'Running',
+    reason: ready?.reason,
+    message: ready?.message,
+    createdAt: String(s.metadata.creationTimestamp ?? ''),
+    expiresAt: formatExpiry(effectiveExpiry(s, eff?.runtime, now)),
+    endpoints: s.status?.endpoints ?? [],
+    solved: s.status?.solved ?? false,
+    solvedAt: s.status?.solvedAt,
+  };
+}
