@@ -36,6 +36,13 @@ const envSchema = z.object({
   CTF_FLAG_SECRET_KEY: z.string().default('flag-key'),
   CTF_EXTERNAL_DOMAIN: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name').optional(),
   CTF_CLUSTER_DOMAIN: z.string().default('cluster.local'),
+  CTF_GATEWAY: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be <namespace>/<name> of a Gateway').optional(),
+  CTF_GATEWAY_HTTP_LISTENER: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a listener name, or none').default('http'),
+  CTF_GATEWAY_TLS_LISTENER: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a listener name, or none').default('tls'),
+  CTF_GATEWAY_AUTH_FILTER: z.string().regex(/^[a-z0-9.-]+\/[A-Za-z]+\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be <group>/<Kind>/<name>, e.g. traefik.io/Middleware/challenge-engine-access').optional(),
+  CTF_PUBLIC_HTTP_SCHEME: z.enum(['http', 'https']).default('https'),
+  CTF_PUBLIC_HTTP_PORT: int(1, 65535).optional(),
+  CTF_PUBLIC_TLS_PORT: int(1, 65535).default(443),
   CTF_ENTRY_NAMESPACE_SELECTOR: selector.optional(),
   CTF_ENTRY_POD_SELECTOR: selector.optional(),
   CTF_EXTRA_FORBIDDEN_CIDRS: z.string().optional(),
@@ -67,6 +74,10 @@ export interface Config {
   flagKey: { literal: string } | { secretName: string; key: string };
   externalDomain: string | undefined;
   clusterDomain: string;
+  /** The Gateway that session routes attach to; undefined: no routes. */
+  gateway: { namespace: string; name: string; httpListener?: string; tlsListener?: string; authFilter?: { group: string; kind: string; name: string } } | undefined;
+  /** How players reach public hosts: the scheme and port of HTTP, the port of TLS. */
+  publicAccess: { httpScheme: 'http' | 'https'; httpPort: number; tlsPort: number };
   entryPoint: { namespaceSelector?: Record<string, string>; podSelector?: Record<string, string> };
   extraForbiddenCidrs: string[];
   maxSessionsPerUser: number;
@@ -101,7 +112,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   }
   const e = r.data;
   if (e.CTF_API && !e.CTF_TOKEN_SECRET) throw new ConfigError('invalid configuration:\n  CTF_TOKEN_SECRET: is required when the API runs (CTF_API=true)');
+  if (e.CTF_GATEWAY && !e.CTF_EXTERNAL_DOMAIN) throw new ConfigError('invalid configuration:\n  CTF_EXTERNAL_DOMAIN: is required with CTF_GATEWAY (the wildcard domain of the public hosts)');
   const flag = e.CTF_FLAG_SECRET;
+  const listener = (v: string) => (v === 'none' ? undefined : v);
+  const [gwNamespace, gwName] = (e.CTF_GATEWAY ?? '/').split('/') as [string, string];
+  const [fGroup, fKind, fName] = (e.CTF_GATEWAY_AUTH_FILTER ?? '//').split('/') as [string, string, string];
   return Object.freeze({
     kubeconfig: e.KUBECONFIG,
     port: e.PORT,
@@ -112,6 +127,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     flagKey: flag.startsWith('literal:') ? { literal: flag.slice('literal:'.length) } : { secretName: flag, key: e.CTF_FLAG_SECRET_KEY },
     externalDomain: e.CTF_EXTERNAL_DOMAIN,
     clusterDomain: e.CTF_CLUSTER_DOMAIN,
+    gateway: e.CTF_GATEWAY
+      ? {
+          namespace: gwNamespace,
+          name: gwName,
+          httpListener: listener(e.CTF_GATEWAY_HTTP_LISTENER),
+          tlsListener: listener(e.CTF_GATEWAY_TLS_LISTENER),
+          authFilter: e.CTF_GATEWAY_AUTH_FILTER ? { group: fGroup, kind: fKind, name: fName } : undefined,
+        }
+      : undefined,
+    publicAccess: {
+      httpScheme: e.CTF_PUBLIC_HTTP_SCHEME,
+      httpPort: e.CTF_PUBLIC_HTTP_PORT ?? (e.CTF_PUBLIC_HTTP_SCHEME === 'https' ? 443 : 80),
+      tlsPort: e.CTF_PUBLIC_TLS_PORT,
+    },
     entryPoint: {
       namespaceSelector: parseSelector(e.CTF_ENTRY_NAMESPACE_SELECTOR),
       podSelector: parseSelector(e.CTF_ENTRY_POD_SELECTOR),

@@ -12,6 +12,7 @@ import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './api/group.js';
 import { KubeSessionService } from './sessions/service.js';
+import { hostKey } from './reconcile/public-host.js';
 
 /**
  * The engine without its HTTP listener: caches on every replica, the controller on the leader.
@@ -69,6 +70,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     resyncMs: config.resyncMs,
     auditMs: config.auditMs,
     watch: config.watch,
+    gateway: config.gateway ? { gateway: { namespace: config.gateway.namespace, name: config.gateway.name }, httpListener: config.gateway.httpListener, tlsListener: config.gateway.tlsListener, authFilter: config.gateway.authFilter } : undefined,
     context: {
       flagKey,
       readStaticFlag: async (name, key) => (await live.secretValue(name, key)) || undefined,
@@ -82,7 +84,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
         forbiddenCidrs: [...DEFAULT_NETWORK_OPTIONS.forbiddenCidrs, ...config.extraForbiddenCidrs],
       },
       clusterDomain: config.clusterDomain,
-      externalDomain: config.externalDomain,
+      public: config.externalDomain ? { domain: config.externalDomain, hostKey: hostKey(flagKey), ...config.publicAccess } : undefined,
       now: () => new Date(),
     },
   });

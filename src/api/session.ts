@@ -31,9 +31,14 @@ export const endpointSchema = z.object({
   /** In-cluster DNS name of the session's Service. */
   host: z.string(),
   port: z.number().int(),
-  /** Player-facing host name when an external domain is configured. */
+  /** Player-facing host name when an external domain is configured: unguessable, one per port. */
   externalHost: z.string().optional(),
+  /** Where a browser opens an http port: the public URL when published, else the in-cluster one. */
   url: z.string().optional(),
+  /** A ready-to-paste command that connects to a published tcp port (TLS with SNI). */
+  connect: z.string().optional(),
+  /** The Gateway API route that publishes this port, "Kind name". */
+  route: z.string().optional(),
 });
 
 export const sessionStatusSchema = z.object({

@@ -3,16 +3,17 @@ import type { ChallengeSession } from '../api/session.js';
 import type { Cache } from '../read-model/store.js';
 import type { EffectiveRuntime } from '../reconcile/runtime.js';
 import type { SessionPolicy } from '../reconcile/network-policy.js';
-import { childNames } from '../reconcile/names.js';
 import { desiredFlagSecret } from '../reconcile/secret.js';
 import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
 import { desiredService } from '../reconcile/service.js';
+import type { RouteObject } from '../reconcile/routes.js';
 
 /**
  * What a ChallengeSession owns, declared once. The controller builds one watch per entry (with
  * the entry's trimming) and its reconcile walks the entries in order, so adding a kind is one
  * entry plus its pure builder in src/reconcile. Order matters: the flag Secret and the
- * NetworkPolicy exist before the Pod, so a Pod never runs without its flag or its isolation.
+ * NetworkPolicy exist before the Pod, so a Pod never runs without its flag or its isolation, and
+ * routes come last, so nothing is published before it exists.
  */
 
 /** Everything a builder may use, computed once per reconcile. */
@@ -23,6 +24,8 @@ export interface DesiredInput {
   /** The session's NetworkPolicy (built once: its dropped CIDRs also go into the status). */
   policy: SessionPolicy;
   pod: PodDefaults;
+  /** The session's Gateway API routes (desiredRoutes); empty without a usable Gateway. */
+  routes: RouteObject[];
 }
 
 export type Owned = KubernetesObject & {
@@ -43,10 +46,13 @@ export interface OwnedKind {
    * edit must not disturb a running session).
    */
   mode: 'apply' | 'create';
-  /** The child's name for a session name. */
-  childName: (session: string) => string;
-  /** The desired child; undefined when this session has none of this kind. */
-  desired: (input: DesiredInput) => Owned | undefined;
+  /** The desired children of this kind (none, one, or one per exposed port). */
+  desired: (input: DesiredInput) => Owned[];
+  /**
+   * `gateway-api`: watched only when a Gateway is configured and the Gateway API is installed
+   * (the engine runs without it; sessions then say so in their Routed condition).
+   */
+  requires?: 'gateway-api';
 }
 
 /** Keeps what identifies an object and nothing of its content. */
@@ -64,8 +70,7 @@ export const OWNED_KINDS = [
     // Judged by spec hash, owner and existence: no flag value stays in memory.
     trim: metadataOnly,
     mode: 'apply',
-    childName: (s) => childNames(s).secret,
-    desired: (d) => desiredFlagSecret(d.session, d.flag),
+    desired: (d) => [desiredFlagSecret(d.session, d.flag)],
   },
   {
     cache: 'networkpolicies',
@@ -73,8 +78,7 @@ export const OWNED_KINDS = [
     path: (ns) => `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
     trim: metadataOnly,
     mode: 'apply',
-    childName: (s) => childNames(s).networkPolicy,
-    desired: (d) => d.policy.policy,
+    desired: (d) => [d.policy.policy],
   },
   {
     cache: 'services',
@@ -82,8 +86,7 @@ export const OWNED_KINDS = [
     path: core('services'),
     trim: metadataOnly,
     mode: 'apply',
-    childName: (s) => childNames(s).service,
-    desired: (d) => desiredService(d.session, d.runtime.runtime),
+    desired: (d) => [desiredService(d.session, d.runtime.runtime)],
   },
   {
     cache: 'pods',
@@ -95,12 +98,29 @@ export const OWNED_KINDS = [
       return pod;
     },
     mode: 'create',
-    childName: (s) => childNames(s).pod,
-    desired: (d) => desiredPod(d.session, d.runtime, d.pod),
+    desired: (d) => [desiredPod(d.session, d.runtime, d.pod)],
+  },
+  {
+    cache: 'httproutes',
+    kind: 'HTTPRoute',
+    path: (ns) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/httproutes`,
+    trim: metadataOnly,
+    mode: 'apply',
+    desired: (d) => d.routes.filter((r) => r.kind === 'HTTPRoute'),
+    requires: 'gateway-api',
+  },
+  {
+    cache: 'tlsroutes',
+    kind: 'TLSRoute',
+    path: (ns) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/tlsroutes`,
+    trim: metadataOnly,
+    mode: 'apply',
+    desired: (d) => d.routes.filter((r) => r.kind === 'TLSRoute'),
+    requires: 'gateway-api',
   },
 ] as const satisfies readonly OwnedKind[];
 
 export type OwnedCacheName = (typeof OWNED_KINDS)[number]['cache'];
 
-/** One cache per owned kind, keyed by the entry's `cache`. */
-export type ChildCaches = Record<OwnedCacheName, Cache<Owned>>;
+/** One cache per owned kind, keyed by the entry's `cache`; kinds not watched here have none. */
+export type ChildCaches = Partial<Record<OwnedCacheName, Cache<Owned>>>;

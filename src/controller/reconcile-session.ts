@@ -11,7 +11,9 @@ import { effectiveRuntime, provisionedFromOf, type ChallengeRuntime } from '../r
 import { effectiveExpiry, msUntil } from '../reconcile/expiry.js';
 import type { PodDefaults } from '../reconcile/pod.js';
 import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-policy.js';
-import { computeStatus, statusPatch, type StatusInput } from '../reconcile/status.js';
+import { computeStatus, routeRefs, statusPatch, type PublicAccess, type StatusInput } from '../reconcile/status.js';
+import { desiredRoutes, unroutablePorts, type GatewayOptions, type RouteObject } from '../reconcile/routes.js';
+import { publicHost } from '../reconcile/public-host.js';
 import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
@@ -34,7 +36,10 @@ export interface ReconcileContext {
   pod: PodDefaults;
   network: NetworkOptions;
   clusterDomain: string;
-  externalDomain: string | undefined;
+  /** Public hosts (and their key); undefined: endpoints are in-cluster only. */
+  public: PublicAccess | undefined;
+  /** The Gateway routes attach to, and whether the Gateway API is installed; undefined: none. */
+  gateway: { options: GatewayOptions; available: boolean } | undefined;
   now: () => Date;
 }
 
@@ -70,7 +75,7 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     return endSession(ctx, session, EventReason.ChallengeDeleted, `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
   const untilExpiry = msUntil(expiresAt, now);
-  const status = (extra: Partial<StatusInput>) => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, externalDomain: ctx.externalDomain, ...extra });
+  const status = (extra: Partial<StatusInput>): StatusInput => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, public: ctx.public, ...extra });
   /** Reports a problem as the session's status and looks again after `retryMs` (or at expiry). */
   const fail = async (problem: Problem, retryMs?: number): Promise<ReconcileOutcome> => {
     await writeStatus(ctx, session, computeStatus(status({ challengeProblem: problem })));
@@ -89,7 +94,8 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     return fail({ reason: Reason.StaticFlagMissing, message: `Secret ${ref?.name} with key ${ref?.key} not found` }, 30_000);
   }
 
-  const input: DesiredInput = { session, runtime: eff, flag, policy: desiredSessionPolicy(session, eff.runtime, ctx.network), pod: ctx.pod };
+  const routes = sessionRoutes(ctx, session, eff.runtime);
+  const input: DesiredInput = { session, runtime: eff, flag, policy: desiredSessionPolicy(session, eff.runtime, ctx.network), pod: ctx.pod, routes };
   let children: ChildrenPass;
   try {
     children = await ensureChildren(ctx, input);
@@ -110,8 +116,32 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     pod: children.current.pods,
     service: children.current.services,
     droppedCidrs: input.policy.droppedCidrs,
+    routing: routing(ctx, session, eff.runtime, routes),
   })));
   return { requeueAfterMs: untilExpiry };
+}
+
+function sessionRoutes(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime): RouteObject[] {
+  const pub = ctx.public;
+  const uid = session.metadata.uid;
+  if (!ctx.gateway?.available || !pub || !uid) return [];
+  return desiredRoutes(session, runtime, ctx.gateway.options, (port) => publicHost(pub.hostKey, uid, port, pub.domain));
+}
+
+/** The Routed condition: only when a Gateway is configured; says why a port is not published. */
+function routing(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime, routes: RouteObject[]): StatusInput['routing'] {
+  const gw = ctx.gateway;
+  if (!gw) return undefined;
+  const where = `Gateway ${gw.options.gateway.namespace}/${gw.options.gateway.name}`;
+  if (!gw.available) {
+    return { status: 'False', reason: Reason.GatewayAPIMissing, message: `the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute, TLSRoute) is not installed; the session is reachable inside the cluster only`, routes: {} };
+  }
+  const refs = routeRefs(session.metadata.name, runtime, routes);
+  const missing = unroutablePorts(runtime, gw.options);
+  if (missing.length > 0) {
+    return { status: 'False', reason: Reason.NoListener, message: `not published on ${where}: no listener configured for ${missing.join(', ')} (CTF_GATEWAY_HTTP_LISTENER, CTF_GATEWAY_TLS_LISTENER)`, routes: refs };
+  }
+  return { status: 'True', reason: Reason.Routed, message: `every exposed port is routed through ${where}`, routes: refs };
 }
 
 interface ChildrenPass {
@@ -129,22 +159,22 @@ async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promi
   const uid = input.session.metadata.uid;
   const pass: ChildrenPass = { created: [], current: {} };
   for (const kind of OWNED_KINDS) {
-    const desired = kind.desired(input);
-    if (!desired) continue;
-    const name = kind.childName(input.session.metadata.name);
-    const observed = ctx.children[kind.cache].get(`${ns}/${name}`);
-    if (observed && !ownedBy(observed, uid)) {
-      pass.foreign = `${kind.kind} ${name}`;
-      return pass;
+    const cache = ctx.children[kind.cache];
+    for (const desired of kind.desired(input) as Owned[]) {
+      // Desired only when its kind is watched (see OwnedKind.requires); never written blind.
+      if (!cache) break;
+      const name = desired.metadata?.name ?? '';
+      const observed = cache.get(`${ns}/${name}`);
+      if (observed && !ownedBy(observed, uid)) {
+        pass.foreign = `${kind.kind} ${name}`;
+        return pass;
+      }
+      const hashed = withSpecHash(desired);
+      const upToDate = observed && (kind.mode === 'create' || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
+      const current = upToDate ? observed : await ctx.writer.apply(hashed);
+      pass.current[kind.cache] ??= current;
+      if (!observed) pass.created.push(`${kind.kind} ${name}`);
     }
-    const hashed = withSpecHash(desired);
-    const upToDate = observed && (kind.mode === 'create' || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
-    if (upToDate) {
-      pass.current[kind.cache] = observed;
-      continue;
-    }
-    pass.current[kind.cache] = await ctx.writer.apply(hashed);
-    if (!observed) pass.created.push(`${kind.kind} ${name}`);
   }
   return pass;
 }

@@ -16,6 +16,8 @@ import { reconcileSession, type ReconcileContext } from './reconcile-session.js'
 import { OWNED_KINDS, type Owned, type OwnedCacheName } from './owned-kinds.js';
 import { WorkQueue } from './workqueue.js';
 import { CacheAudit } from './cache-audit.js';
+import { getJson } from '../kube/raw.js';
+import { GATEWAY_GROUP, type GatewayOptions } from '../reconcile/routes.js';
 
 /**
  * Drives reconciles while this replica leads: watches the owned kinds, maps every event to the
@@ -39,11 +41,27 @@ export interface SessionControllerOptions {
    */
   auditMs?: number;
   watch?: WatchSettings;
-  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'events' | 'log' | 'metrics'>;
+  /** The Gateway session routes attach to; undefined: no routes. */
+  gateway?: GatewayOptions;
+  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'events' | 'log' | 'metrics' | 'gateway'>;
+}
+
+/** Whether the apiserver serves the Gateway API kinds the routes need. */
+async function gatewayApiInstalled(kube: Kube): Promise<boolean> {
+  try {
+    const list = await getJson<{ resources?: { name?: string }[] }>(kube.kc, `/apis/${GATEWAY_GROUP}/v1`, 10_000);
+    const names = new Set((list.resources ?? []).map((r) => r.name));
+    return names.has('httproutes') && names.has('tlsroutes');
+  } catch (err) {
+    if (classifyError(err).kind === 'NotFound') return false;
+    throw err;
+  }
 }
 
 export class SessionController {
-  private children: Record<OwnedCacheName, Informer<Owned>> | undefined;
+  private children: Partial<Record<OwnedCacheName, Informer<Owned>>> | undefined;
+  private gateway: ReconcileContext['gateway'];
+  private gatewayMissingLogged = false;
   private queue: WorkQueue | undefined;
   private resync: NodeJS.Timeout | undefined;
   private audit: NodeJS.Timeout | undefined;
@@ -89,17 +107,24 @@ export class SessionController {
       const s = obj.metadata?.labels?.[LABEL_SESSION];
       if (s) this.queue?.add(s);
     };
+    const gw = this.o.gateway;
+    const available = gw ? await gatewayApiInstalled(kube) : false;
+    this.gateway = gw ? { options: gw, available } : undefined;
+    if (gw && !available && !this.gatewayMissingLogged) {
+      this.gatewayMissingLogged = true;
+      log.warn({ gateway: `${gw.gateway.namespace}/${gw.gateway.name}` }, 'The Gateway API (HTTPRoute, TLSRoute in gateway.networking.k8s.io/v1) is not installed: sessions get no routes and say so in their Routed condition');
+    }
     const children = Object.fromEntries(
-      OWNED_KINDS.map((k) => {
+      OWNED_KINDS.filter((k) => !('requires' in k) || available).map((k) => {
         const inf = watchedInformer<Owned>(kube, log, metrics, this.o.watch ?? {}, { name: k.cache, path: k.path(ns), transform: k.trim, labelSelector: selector });
         for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, toSession);
         return [k.cache, inf];
       }),
-    ) as Record<OwnedCacheName, Informer<Owned>>;
+    ) as Partial<Record<OwnedCacheName, Informer<Owned>>>;
     this.children = children;
     // Every child cache must be complete before the first reconcile: a reconcile that ran on a
     // partial cache would take existing children for missing ones and apply them again.
-    await Promise.all(Object.values(children).map((i) => i.start()));
+    await Promise.all(Object.values(children).map((i) => i?.start()));
     if (!this.running) return;
     const q = 'challengesession';
     this.queue = new WorkQueue((key) => this.reconcile(key), {
@@ -117,7 +142,7 @@ export class SessionController {
     this.enqueueAll();
     this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
     this.resync.unref();
-    this.startAudit(children.pods);
+    if (children.pods) this.startAudit(children.pods);
     log.info({ namespace: ns, sessions: this.o.caches.sessions.list().length }, 'Controller started');
   }
 
@@ -131,7 +156,7 @@ export class SessionController {
     const q = this.queue;
     this.queue = undefined;
     await q?.shutdown();
-    if (this.children) await Promise.all(Object.values(this.children).map((i) => i.stop()));
+    if (this.children) await Promise.all(Object.values(this.children).map((i) => i?.stop()));
     this.children = undefined;
   }
 
@@ -185,7 +210,7 @@ export class SessionController {
 
   private async ensureNamespaceBaseline(): Promise<void> {
     for (const p of baselinePolicies(this.o.caches.namespace)) {
-      const observed = this.children?.networkpolicies.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
+      const observed = this.children?.networkpolicies?.get(`${this.o.caches.namespace}/${p.metadata?.name ?? ''}`);
       const desired = withSpecHash(p);
       if (observed?.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === desired.metadata?.annotations?.[ANNOTATION_SPEC_HASH]) continue;
       await this.o.writer.apply(desired);
@@ -198,7 +223,7 @@ export class SessionController {
     const end = this.o.metrics.reconcileTime.startTimer({ controller: CONTROLLER });
     try {
       const log = this.o.log.child({ controller: CONTROLLER, session: name, reconcileID: randomUUID() });
-      const out = await reconcileSession({ ...this.o.context, caches: this.o.caches, children, writer: this.o.writer, events: this.events, log, metrics: this.o.metrics }, name);
+      const out = await reconcileSession({ ...this.o.context, gateway: this.gateway, caches: this.o.caches, children, writer: this.o.writer, events: this.events, log, metrics: this.o.metrics }, name);
       this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: out.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
       return out;
     } catch (err) {

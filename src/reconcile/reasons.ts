@@ -23,6 +23,12 @@ export const Reason = {
   EgressRestricted: 'EgressRestricted',
   Ready: 'Ready',
   Expired: 'Expired',
+  /** Routes for every exposed port are attached to the configured Gateway. */
+  Routed: 'Routed',
+  /** A Gateway is configured but the Gateway API (HTTPRoute, TLSRoute) is not installed. */
+  GatewayAPIMissing: 'GatewayAPIMissing',
+  /** An exposed port's protocol has no listener configured, so it is not published. */
+  NoListener: 'NoListener',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -46,3 +52,5 @@ export const EventReason = {
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_PROVISIONED = 'Provisioned';
+/** Present only when a Gateway is configured: whether every exposed port is published. */
+export const CONDITION_ROUTED = 'Routed';

@@ -6,7 +6,9 @@ import { mergePatch } from './merge-patch.js';
 import { creationTime, formatTimestamp } from './expiry.js';
 import { childNames, exposedPortName } from './names.js';
 import { podVerdict } from './pod-status.js';
-import { CONDITION_PROVISIONED, CONDITION_READY, Reason } from './reasons.js';
+import { CONDITION_PROVISIONED, CONDITION_READY, CONDITION_ROUTED, Reason } from './reasons.js';
+import { publicHost } from './public-host.js';
+import { routeName } from './routes.js';
 import type { ChallengeRuntime, EffectiveRuntime, ProvisionedFrom } from './runtime.js';
 
 /** The status the controller writes: the API's SessionStatus plus the runtime snapshot. */
@@ -21,12 +23,30 @@ export interface StatusInput {
   pod?: V1Pod;
   service?: V1Service;
   now: Date;
-  externalDomain?: string;
+  /** Where players connect from outside the cluster; absent: in-cluster endpoints only. */
+  public?: PublicAccess;
+  /** Whether every exposed port is published through the Gateway; only when one is configured. */
+  routing?: Pick<Condition, 'status' | 'reason' | 'message'> & { routes: RouteRefs };
   /** Defaults to cluster.local. */
   clusterDomain?: string;
   expiresAt: Date;
   droppedCidrs?: string[];
 }
+
+export interface PublicAccess {
+  /** Wildcard domain of the public hosts. */
+  domain: string;
+  /** See hostKey(): public host labels are MACs under it. */
+  hostKey: Buffer;
+  /** Scheme and port players use for http ports (the Gateway's HTTP listener as seen from outside). */
+  httpScheme: 'http' | 'https';
+  httpPort: number;
+  /** Port players connect to with TLS and SNI for tcp ports. */
+  tlsPort: number;
+}
+
+/** "Kind name" of the route of each exposed port (by port name) that has one. */
+export type RouteRefs = Record<string, string>;
 
 interface Verdict {
   phase: Phase;
@@ -50,13 +70,17 @@ export function computeStatus(input: StatusInput): DesiredSessionStatus {
     transition({ type: CONDITION_PROVISIONED, ...provisioned }, previous, now, generation),
     transition({ type: CONDITION_READY, status: verdict.phase === 'Running' ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, previous, now, generation),
   ];
+  if (input.routing) {
+    const { routes: _routes, ...routed } = input.routing;
+    conditions.push(transition({ type: CONDITION_ROUTED, ...routed }, previous, now, generation));
+  }
   const readyAt = previous?.readyAt ?? (verdict.phase === 'Running' ? formatTimestamp(now) : undefined);
   const created = creationTime(session);
   return dropUndefined({
     phase: verdict.phase,
     conditions,
     observedGeneration: generation,
-    endpoints: verdict.phase === 'Running' && runtime ? sessionEndpoints(session, runtime.runtime, input) : undefined,
+    endpoints: verdict.phase === 'Running' && runtime ? sessionEndpoints(session, runtime.runtime, { ...input, routes: input.routing?.routes }) : undefined,
     message: verdict.message,
     startedAt: previous?.startedAt ?? formatTimestamp(created ?? now),
     readyAt,
@@ -106,20 +130,43 @@ function transition(c: Pick<Condition, 'type' | 'status' | 'reason' | 'message'>
 
 /**
  * Where players connect, one entry per exposed port: the Service's cluster DNS name, and the
- * player-facing host when an external domain is configured. HTTP ports get a URL (https through
- * the external gateway, plain http inside the cluster); TCP ports are used as host and port.
+ * port's own unguessable public host when public access is configured. HTTP ports get a URL (the
+ * public scheme and port, else plain http inside the cluster); published TCP ports get a
+ * connect command for the TLS listener (SNI selects the instance).
  */
 export function sessionEndpoints(
   session: Pick<ChallengeSession, 'metadata'>,
   runtime: Pick<ChallengeRuntime, 'expose'>,
-  opts: { clusterDomain?: string; externalDomain?: string },
+  opts: { clusterDomain?: string; public?: PublicAccess; routes?: RouteRefs },
 ): Endpoint[] {
   const host = `${childNames(session.metadata.name).service}.${session.metadata.namespace ?? 'default'}.svc.${opts.clusterDomain ?? 'cluster.local'}`;
-  const externalHost = opts.externalDomain ? `${session.metadata.name}.${opts.externalDomain}` : undefined;
+  const pub = opts.public;
+  const uid = session.metadata.uid;
   return runtime.expose.map((e) => {
-    const url = e.protocol !== 'http' ? undefined : externalHost ? `https://${externalHost}` : `http://${host}:${e.port}`;
-    return dropUndefined({ name: exposedPortName(e), protocol: e.protocol, host, port: e.port, externalHost, url });
+    const name = exposedPortName(e);
+    const externalHost = pub && uid ? publicHost(pub.hostKey, uid, name, pub.domain) : undefined;
+    const route = opts.routes?.[name];
+    let url: string | undefined;
+    let connect: string | undefined;
+    if (e.protocol === 'http') url = externalHost && pub ? publicUrl(pub, externalHost) : `http://${host}:${e.port}`;
+    else if (externalHost && pub && route) connect = `ncat --ssl ${externalHost} ${pub.tlsPort}`;
+    return dropUndefined({ name, protocol: e.protocol, host, port: e.port, externalHost, url, connect, route });
   });
+}
+
+function publicUrl(pub: PublicAccess, host: string): string {
+  const usual = pub.httpScheme === 'https' ? 443 : 80;
+  return `${pub.httpScheme}://${host}${pub.httpPort === usual ? '' : `:${pub.httpPort}`}`;
+}
+
+/** The route references of the routes built for a session (see desiredRoutes). */
+export function routeRefs(session: string, runtime: Pick<ChallengeRuntime, 'expose'>, routes: { kind: string; metadata: { name?: string } }[]): RouteRefs {
+  const out: RouteRefs = {};
+  for (const e of runtime.expose) {
+    const r = routes.find((x) => x.metadata.name === routeName(session, e));
+    if (r) out[exposedPortName(e)] = `${r.kind} ${r.metadata.name}`;
+  }
+  return out;
 }
 
 /**

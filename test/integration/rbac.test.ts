@@ -121,6 +121,8 @@ const grants: [resource: string, verbs: string[], subresource?: string][] = [
   ['services', ['get', 'list', 'watch', 'create', 'patch']],
   ['secrets', ['get', 'list', 'watch', 'create', 'patch']],
   ['networkpolicies.networking.k8s.io', ['get', 'list', 'watch', 'create', 'patch']],
+  ['httproutes.gateway.networking.k8s.io', ['get', 'list', 'watch', 'create', 'patch']],
+  ['tlsroutes.gateway.networking.k8s.io', ['get', 'list', 'watch', 'create', 'patch']],
   ['events', ['create', 'patch']],
   ['leases.coordination.k8s.io', ['get', 'create', 'update']],
 ];
@@ -148,6 +150,12 @@ const denied: Check[] = [
   ['delete', 'services', NS],
   ['delete', 'secrets', NS],
   ['delete', 'networkpolicies.networking.k8s.io', NS],
+  ['delete', 'httproutes.gateway.networking.k8s.io', NS],
+  ['update', 'tlsroutes.gateway.networking.k8s.io', NS],
+  // Routes of the sessions namespace only; never the Gateway itself.
+  ['create', 'httproutes.gateway.networking.k8s.io', 'default'],
+  ['patch', 'gateways.gateway.networking.k8s.io', '*'],
+  ['get', 'gateways.gateway.networking.k8s.io', '*'],
   ['deletecollection', 'pods', NS],
   ['update', 'pods', NS],
   ['update', 'secrets', NS],

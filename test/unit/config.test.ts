@@ -46,6 +46,21 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(message);
   });
 
+  it('reads the Gateway, its listeners, the auth filter and the public ports', () => {
+    const c = loadConfig({ ...base, CTF_GATEWAY: 'ctf-gateway/ctf', CTF_EXTERNAL_DOMAIN: 'ctf.example', CTF_GATEWAY_TLS_LISTENER: 'none', CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access', CTF_PUBLIC_HTTP_SCHEME: 'http', CTF_PUBLIC_TLS_PORT: '8443' });
+    expect(c.gateway).toEqual({ namespace: 'ctf-gateway', name: 'ctf', httpListener: 'http', tlsListener: undefined, authFilter: { group: 'traefik.io', kind: 'Middleware', name: 'challenge-engine-access' } });
+    expect(c.publicAccess).toEqual({ httpScheme: 'http', httpPort: 80, tlsPort: 8443 });
+    expect(loadConfig(base).gateway).toBeUndefined();
+    expect(loadConfig(base).publicAccess).toEqual({ httpScheme: 'https', httpPort: 443, tlsPort: 443 });
+  });
+
+  it('refuses a Gateway without a public domain, and malformed Gateway settings, naming them', () => {
+    expect(() => loadConfig({ ...base, CTF_GATEWAY: 'ctf-gateway/ctf' })).toThrow(/CTF_EXTERNAL_DOMAIN: is required with CTF_GATEWAY/);
+    expect(() => loadConfig({ ...base, CTF_EXTERNAL_DOMAIN: 'ctf.example', CTF_GATEWAY: 'just-a-name' })).toThrow(/CTF_GATEWAY: must be <namespace>\/<name>/);
+    expect(() => loadConfig({ ...base, CTF_GATEWAY_AUTH_FILTER: 'Middleware' })).toThrow(/CTF_GATEWAY_AUTH_FILTER: must be <group>\/<Kind>\/<name>/);
+    expect(() => loadConfig({ ...base, CTF_PUBLIC_HTTP_SCHEME: 'ftp' })).toThrow(/CTF_PUBLIC_HTTP_SCHEME/);
+  });
+
   it('reports every bad value at once', () => {
     expect(() => loadConfig({ PORT: 'x', CTF_NAMESPACE: 'A B' })).toThrow(/PORT[\s\S]*CTF_NAMESPACE[\s\S]*CTF_FLAG_SECRET/);
   });

@@ -9,7 +9,10 @@ import { childNames } from '../../../src/reconcile/names.js';
 import { Reason } from '../../../src/reconcile/reasons.js';
 import type { ChallengeSession } from '../../../src/api/session.js';
 import { apiError, memoryCaches, memoryChildren, RecordingWriter, silentLog, type Write } from '../../support/memory.js';
-import { NAMESPACE, SESSION_UID, session, webChallenge } from '../reconcile/fixtures.js';
+import { NAMESPACE, SESSION_UID, pwnChallenge, session, webChallenge } from '../reconcile/fixtures.js';
+import type { Challenge } from '../../../src/api/challenge.js';
+import type { GatewayOptions } from '../../../src/reconcile/routes.js';
+import { hostKey, publicHost } from '../../../src/reconcile/public-host.js';
 
 /**
  * The reconcile's orchestration against in-memory caches and a recording writer: which writes a
@@ -21,9 +24,20 @@ const EXPIRES = '2030-01-01T11:00:00Z';
 const NAME = 'web-notes-alice';
 const names = childNames(NAME);
 
-function harness() {
+const GATEWAY: GatewayOptions = { gateway: { namespace: 'ctf-gateway', name: 'ctf' }, httpListener: 'http', tlsListener: 'tls' };
+const PUBLIC = { domain: 'ctf.example', hostKey: hostKey(Buffer.alloc(32, 7)), httpScheme: 'https' as const, httpPort: 443, tlsPort: 443 };
+
+interface HarnessOptions {
+  /** Routes through a Gateway; `available: false` for a cluster without the Gateway API. */
+  gateway?: { options?: GatewayOptions; available: boolean };
+  challenge?: Challenge;
+}
+
+function harness(opts: HarnessOptions = {}) {
   const mem = memoryCaches(NAMESPACE);
-  const children = memoryChildren(NAMESPACE);
+  const all = memoryChildren(NAMESPACE);
+  // The controller watches the route kinds only where the Gateway API is installed.
+  const children = opts.gateway?.available ? all : { ...all, httproutes: undefined, tlsroutes: undefined };
   const writer = new RecordingWriter();
   const ctx: ReconcileContext = {
     caches: mem.caches,
@@ -37,11 +51,13 @@ function harness() {
     pod: DEFAULT_POD_DEFAULTS,
     network: DEFAULT_NETWORK_OPTIONS,
     clusterDomain: 'cluster.local',
-    externalDomain: undefined,
+    public: opts.gateway ? PUBLIC : undefined,
+    gateway: opts.gateway ? { options: opts.gateway.options ?? GATEWAY, available: opts.gateway.available } : undefined,
     now: () => NOW,
   };
-  mem.challenges.put(webChallenge());
-  mem.sessions.put(session({ name: NAME, expiresAt: EXPIRES }));
+  const challenge = opts.challenge ?? webChallenge();
+  mem.challenges.put(challenge);
+  mem.sessions.put(session({ name: NAME, expiresAt: EXPIRES, challenge: challenge.metadata.name }));
   /** What the apiserver would now hold: applied children in their caches, the status merged in. */
   const settle = (extra: { podStatus?: object } = {}) => {
     for (const w of writer.objectWrites()) {
@@ -49,7 +65,7 @@ function harness() {
         const obj = structuredClone(w.body) as Owned & { status?: object };
         if (obj.kind === 'Pod' && extra.podStatus) obj.status = extra.podStatus;
         const kind = OWNED_KINDS.find((k) => k.kind === obj.kind);
-        if (kind) children[kind.cache].put({ ...obj, metadata: { ...obj.metadata, namespace: NAMESPACE } });
+        if (kind) all[kind.cache].put({ ...obj, metadata: { ...obj.metadata, namespace: NAMESPACE } });
       }
       if (w.verb === 'patch-status') {
         const current = mem.caches.session(NAME);
@@ -60,7 +76,7 @@ function harness() {
     writer.writes.length = 0;
   };
   const run = () => reconcileSession(ctx, NAME);
-  return { mem, children, writer, ctx, settle, run };
+  return { mem, children: all, writer, ctx, settle, run };
 }
 
 function mergeApply(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
@@ -129,14 +145,59 @@ describe('reconcileSession orchestration', () => {
     expect(targets(h.writer.objectWrites())).toEqual([`apply Service ${names.service}`]);
   });
 
-  it.each(OWNED_KINDS.map((k) => [k.kind, k] as const))('waits, without writing, while a %s of an earlier session of the same name remains', async (_kind, k) => {
-    const h = harness();
-    h.children[k.cache].put({ apiVersion: 'v1', kind: k.kind, metadata: { name: k.childName(NAME), namespace: NAMESPACE, ownerReferences: [{ apiVersion: 'ctf.challenge-engine.io/v1alpha1', kind: 'ChallengeSession', name: NAME, uid: 'an-earlier-session', controller: true }] } });
+  it.each(OWNED_KINDS.map((k) => [k.kind, k] as const))('waits, without writing, while a %s of an earlier session of the same name remains', async (kind, k) => {
+    const opts: HarnessOptions = { gateway: { available: true }, challenge: kind === 'TLSRoute' ? pwnChallenge() : webChallenge() };
+    // The names of this session's children, from a pass over a clean cluster.
+    const clean = harness(opts);
+    await clean.run();
+    const all = targets(clean.writer.objectWrites().filter((w) => w.verb === 'apply'));
+    const index = all.findIndex((t) => t.startsWith(`apply ${kind} `));
+    const name = all[index]?.split(' ')[2] ?? '';
+    const h = harness(opts);
+    h.children[k.cache].put({ apiVersion: 'v1', kind: k.kind, metadata: { name, namespace: NAMESPACE, ownerReferences: [{ apiVersion: 'ctf.challenge-engine.io/v1alpha1', kind: 'ChallengeSession', name: NAME, uid: 'an-earlier-session', controller: true }] } });
     const out = await h.run();
-    const before = OWNED_KINDS.slice(0, OWNED_KINDS.indexOf(k)).map((o) => `apply ${o.kind} ${o.childName(NAME)}`);
-    expect(targets(h.writer.objectWrites())).toEqual(before);
+    expect(targets(h.writer.objectWrites())).toEqual(all.slice(0, index));
     expect(out.requeueAfterMs).toBe(1_000);
     expect(SESSION_UID).not.toBe('an-earlier-session');
+  });
+
+  it('publishes an http port with an HTTPRoute after every other child, and its endpoint carries the public URL and the route', async () => {
+    const h = harness({ gateway: { available: true } });
+    await h.run();
+    const host = publicHost(PUBLIC.hostKey, SESSION_UID, 'http', PUBLIC.domain);
+    const writes = h.writer.objectWrites();
+    expect(targets(writes).slice(-2)).toEqual([`apply HTTPRoute ${NAME}-http`, `patch-status ChallengeSession ${NAME}`]);
+    expect(writes.at(-2)?.body).toMatchObject({ spec: { hostnames: [host], parentRefs: [{ name: 'ctf', namespace: 'ctf-gateway', sectionName: 'http' }] } });
+    h.settle({ podStatus: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } });
+    await h.run();
+    const running = h.writer.objectWrites();
+    expect(targets(running)).toEqual([`patch-status ChallengeSession ${NAME}`]);
+    expect(running[0]?.body).toMatchObject({
+      phase: 'Running',
+      endpoints: [{ name: 'http', externalHost: host, url: `https://${host}`, route: `HTTPRoute ${NAME}-http` }],
+      conditions: expect.arrayContaining([expect.objectContaining({ type: 'Routed', status: 'True', reason: Reason.Routed })]) as unknown,
+    });
+    h.settle();
+    await h.run();
+    expect(h.writer.objectWrites()).toEqual([]);
+  });
+
+  it('reports a missing Gateway API in the Routed condition and keeps provisioning without routes', async () => {
+    const h = harness({ gateway: { available: false } });
+    await h.run();
+    const writes = h.writer.objectWrites();
+    expect(targets(writes).filter((t) => t.includes('Route'))).toEqual([]);
+    expect(targets(writes)).toContain(`apply Pod ${names.pod}`);
+    expect(writes.at(-1)?.body).toMatchObject({ conditions: expect.arrayContaining([expect.objectContaining({ type: 'Routed', status: 'False', reason: Reason.GatewayAPIMissing })]) as unknown });
+  });
+
+  it('names a tcp port no listener can carry in the Routed condition', async () => {
+    const h = harness({ gateway: { available: true, options: { ...GATEWAY, tlsListener: undefined } }, challenge: pwnChallenge() });
+    await h.run();
+    const writes = h.writer.objectWrites();
+    expect(targets(writes).filter((t) => t.includes('Route'))).toEqual([]);
+    const routed = (writes.at(-1)?.body as { conditions: { type: string; reason: string; message: string }[] }).conditions.find((c) => c.type === 'Routed');
+    expect(routed).toMatchObject({ reason: Reason.NoListener, message: expect.stringContaining('tcp-1337 (tcp)') as unknown });
   });
 
   it('reports an unknown challenge in the status and creates nothing', async () => {

@@ -3,7 +3,8 @@ import type { Phase } from '../../../src/api/session.js';
 import { Reason } from '../../../src/reconcile/reasons.js';
 import { runtimeOf, type EffectiveRuntime } from '../../../src/reconcile/runtime.js';
 import { computeStatus, sessionEndpoints, statusEqual, statusPatch, type StatusInput } from '../../../src/reconcile/status.js';
-import { CREATED, observedPod, observedService, pwnChallenge, session, webChallenge, withRawStatus } from './fixtures.js';
+import { hostKey, publicHost } from '../../../src/reconcile/public-host.js';
+import { CREATED, SESSION_UID, observedPod, observedService, pwnChallenge, session, webChallenge, withRawStatus } from './fixtures.js';
 
 const NOW = new Date('2030-01-01T10:05:00Z');
 const LATER = new Date('2030-01-01T10:07:00Z');
@@ -142,6 +143,9 @@ describe('lastTransitionTime', () => {
 
 describe('sessionEndpoints', () => {
   const s = session();
+  const key = hostKey(Buffer.from('0123456789abcdef0123456789abcdef'));
+  const pub = { domain: 'play.example.org', hostKey: key, httpScheme: 'https' as const, httpPort: 443, tlsPort: 443 };
+  const hostOf = (port: string) => publicHost(key, SESSION_UID, port, 'play.example.org');
 
   it.each([
     [
@@ -153,15 +157,27 @@ describe('sessionEndpoints', () => {
     [
       'http through an external domain',
       webChallenge(),
-      { externalDomain: 'play.example.org', clusterDomain: 'k8s.internal' },
-      [{ name: 'http', protocol: 'http', host: 'web-notes-alice.ctf.svc.k8s.internal', port: 8080, externalHost: 'web-notes-alice.play.example.org', url: 'https://web-notes-alice.play.example.org' }],
+      { public: pub, clusterDomain: 'k8s.internal' },
+      [{ name: 'http', protocol: 'http', host: 'web-notes-alice.ctf.svc.k8s.internal', port: 8080, externalHost: hostOf('http'), url: `https://${hostOf('http')}` }],
+    ],
+    [
+      'http on a listener with another scheme and port',
+      webChallenge(),
+      { public: { ...pub, httpScheme: 'http' as const, httpPort: 8000 }, routes: { http: 'HTTPRoute web-notes-alice-http' } },
+      [{ name: 'http', protocol: 'http', host: 'web-notes-alice.ctf.svc.cluster.local', port: 8080, externalHost: hostOf('http'), url: `http://${hostOf('http')}:8000`, route: 'HTTPRoute web-notes-alice-http' }],
     ],
     ['tcp without a URL', pwnChallenge(), {}, [{ name: 'tcp-1337', protocol: 'tcp', host: 'web-notes-alice.ctf.svc.cluster.local', port: 1337 }]],
     [
       'tcp with an external host',
       pwnChallenge(),
-      { externalDomain: 'play.example.org' },
-      [{ name: 'tcp-1337', protocol: 'tcp', host: 'web-notes-alice.ctf.svc.cluster.local', port: 1337, externalHost: 'web-notes-alice.play.example.org' }],
+      { public: pub },
+      [{ name: 'tcp-1337', protocol: 'tcp', host: 'web-notes-alice.ctf.svc.cluster.local', port: 1337, externalHost: hostOf('tcp-1337') }],
+    ],
+    [
+      'tcp published through the TLS listener',
+      pwnChallenge(),
+      { public: { ...pub, tlsPort: 8443 }, routes: { 'tcp-1337': 'TLSRoute web-notes-alice-tcp-1337' } },
+      [{ name: 'tcp-1337', protocol: 'tcp', host: 'web-notes-alice.ctf.svc.cluster.local', port: 1337, externalHost: hostOf('tcp-1337'), connect: `ncat --ssl ${hostOf('tcp-1337')} 8443`, route: 'TLSRoute web-notes-alice-tcp-1337' }],
     ],
   ])('%s', (_what, challenge, opts, expected) => {
     expect(sessionEndpoints(s, runtimeOf(challenge.spec), opts)).toEqual(expected);
