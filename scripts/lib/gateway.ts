@@ -63,6 +63,12 @@ export async function readTraefikConfig(): Promise<{ httpPort: number; tlsPort: 
   return out;
 }
 
+/** The Gateway API CRDs (standard channel) of the pinned version, from the module cache. */
+export async function gatewayApiCrdFiles(): Promise<string[]> {
+  const std = join(await goModuleDir(`sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}`), 'config/crd/standard');
+  return (await readdir(std)).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').map((f) => join(std, f));
+}
+
 /** The CRD and RBAC documents of the pinned versions, from the module cache. */
 async function upstreamDocuments(): Promise<{ crdFiles: string[]; clusterRoles: Record<string, unknown>[] }> {
   const gw = await goModuleDir(`sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}`);

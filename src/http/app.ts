@@ -19,6 +19,7 @@ import { DEFAULT_WRONG_FLAG_LIMITS, SlidingWindowLimiter, type WrongFlagLimits }
 import { HttpProblem, PROBLEM_CONTENT_TYPE, RouteTable, createErrorHandler, createNotFoundHandler } from './problem.js';
 import { challengeRoutes } from './routes/challenges.js';
 import { flagRoutes } from './routes/flags.js';
+import { accessRoutes, forwardAuthRoutes } from './routes/access.js';
 import { operationsRoutes } from './routes/operations.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { apiSchemas } from './schemas.js';
@@ -119,6 +120,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     challengeRoutes(api, deps.service);
     sessionRoutes(api, deps.service, closing);
     flagRoutes(api, deps.service, limiting, Math.max(bodyLimit, BATCH_BODY_LIMIT));
+    accessRoutes(api, deps.service);
+    done();
+  });
+  await app.register((gateway: ZodApp, _opts, done) => {
+    forwardAuthRoutes(gateway, deps.service);
     done();
   });
   operationsRoutes(app, deps.service, deps.metrics, app.log);

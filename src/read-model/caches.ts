@@ -54,6 +54,8 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 /** Session index names (Caches.sessions.byIndex). */
 export const INDEX_USER = 'user';
 export const INDEX_CHALLENGE = 'challenge';
+/** Public hosts of the session's endpoints (status.endpoints[].externalHost). */
+export const INDEX_HOST = 'host';
 
 /** Makes the cache of one kind: `transform` must be applied to every object before it is stored. */
 export type CacheSource = (o: { name: string; path: string; transform: (raw: Raw) => Raw }) => WatchedCache<Raw>;
@@ -96,6 +98,10 @@ export class Caches {
     const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
     this.sessions.addIndexer(INDEX_USER, (raw) => str(raw.spec?.user));
     this.sessions.addIndexer(INDEX_CHALLENGE, (raw) => str(raw.spec?.challenge));
+    this.sessions.addIndexer(INDEX_HOST, (raw) => {
+      const endpoints = (raw as { status?: { endpoints?: { externalHost?: unknown }[] } }).status?.endpoints;
+      return Array.isArray(endpoints) ? endpoints.map((e) => str(e.externalHost)).filter((h): h is string => h !== undefined) : undefined;
+    });
   }
 
   /** The caches of `namespace` backed by informers, with the engine's watch settings. */
@@ -111,6 +117,11 @@ export class Caches {
   /** The sessions of one challenge that parse. */
   sessionsOfChallenge(challenge: string): ChallengeSession[] {
     return this.parsedSessions(this.sessions.byIndex(INDEX_CHALLENGE, challenge));
+  }
+
+  /** The live session that publishes `host`, if any. */
+  sessionByHost(host: string): ChallengeSession | undefined {
+    return this.parsedSessions(this.sessions.byIndex(INDEX_HOST, host)).find((s) => !s.metadata.deletionTimestamp);
   }
 
   /**

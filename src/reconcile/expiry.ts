@@ -97,7 +97,7 @@ function startOf(session: SessionTimes, now: Date | undefined): Date {
   return start;
 }
 
-function lifetimeMs(runtime: Lifetime | undefined, which: 'default' | 'max' | 'extension'): number {
+export function lifetimeMs(runtime: Lifetime | undefined, which: 'default' | 'max' | 'extension'): number {
   const text = runtime?.lifetime[which];
   const ms = text === undefined ? undefined : parseDuration(text);
   return ms ?? (which === 'extension' ? 0 : FALLBACK_LIFETIME_MS);

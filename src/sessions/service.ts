@@ -14,7 +14,9 @@ import { extendSession, stopSession } from './lifetime.js';
 import { SessionWaits } from './read-your-writes.js';
 import { spawnSession } from './spawn.js';
 import { catalogueEntries, sessionView } from './views.js';
-import type { Caller, CatalogueEntry, FlagResult, FlagTarget, SessionService, SessionView } from './types.js';
+import type { AccessDecision, AccessRequest, Caller, CatalogueEntry, FlagResult, FlagTarget, SessionService, SessionView } from './types.js';
+import { accessKey } from '../access/tokens.js';
+import { authorize, openLink, type AccessOptions } from './access.js';
 
 /**
  * The player domain on top of the read model: what the HTTP API asks of sessions and
@@ -33,11 +35,14 @@ export interface ServiceOptions {
   now?: () => Date;
   /** Reads past the cache; defaults to the apiserver behind `kube`. */
   live?: LiveReads;
+  /** Scheme players open public hosts with (Secure cookies for https). */
+  publicHttpScheme?: 'http' | 'https';
 }
 
 export class KubeSessionService implements SessionService {
   private readonly d: PlayerDeps;
   private readonly flags: FlagIndex;
+  private readonly access: AccessOptions;
   private apiserverOkUntil = 0;
 
   constructor(private readonly o: ServiceOptions) {
@@ -53,6 +58,7 @@ export class KubeSessionService implements SessionService {
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);
+    this.access = { key: accessKey(o.flagKey), secure: (o.publicHttpScheme ?? 'https') === 'https' };
   }
 
   catalogue(): CatalogueEntry[] {
@@ -103,6 +109,14 @@ export class KubeSessionService implements SessionService {
 
   submitFlag(caller: Caller, target: FlagTarget, flag: string): Promise<FlagResult> {
     return submitFlag(this.d, this.flags, caller, target, flag);
+  }
+
+  openLink(caller: Caller, id: string, port?: string): Promise<{ url: string; expiresAt: string }> {
+    return openLink(this.d, this.access, caller, id, port);
+  }
+
+  authorize(req: AccessRequest): Promise<AccessDecision> {
+    return authorize(this.d, this.access, req);
   }
 
   async ready(): Promise<boolean> {

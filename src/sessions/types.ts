@@ -38,6 +38,19 @@ export interface SessionView {
   solvedAt?: string;
 }
 
+/** One request to an instance host, as the gateway's forward-auth call describes it. */
+export interface AccessRequest {
+  host?: string;
+  uri?: string;
+  cookie?: string;
+}
+
+/** allow: forward the request; otherwise answer it with `status` (a redirect sets the cookie). */
+export type AccessDecision =
+  | { allow: true }
+  | { allow: false; status: 404 | 403; why: 'unknown-host' | 'bad-link' | 'not-yours' }
+  | { allow: false; status: 302; location: string; cookie: { name: string; value: string; secure: boolean; maxAgeSeconds: number } };
+
 export type FlagTarget = { sessionId: string } | { challenge: string };
 
 export interface FlagResult {
@@ -67,6 +80,10 @@ export interface SessionService {
   stop(caller: Caller, id: string): Promise<void>;
   extend(caller: Caller, id: string): Promise<SessionView>;
   submitFlag(caller: Caller, target: FlagTarget, flag: string): Promise<FlagResult>;
+  /** A single-use link that opens the session's http port (its first, or `port`) in a browser. */
+  openLink(caller: Caller, id: string, port?: string): Promise<{ url: string; expiresAt: string }>;
+  /** Forward auth: may this request reach the instance behind its host? */
+  authorize(req: AccessRequest): Promise<AccessDecision>;
   /** Caches synced and the apiserver reachable. */
   ready(): Promise<boolean>;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { REPO_ROOT, ensureBinaries, kubectl, startCluster, stopCluster, type ClusterState } from '../../scripts/lib/control-plane.js';
+import { gatewayApiCrdFiles } from '../../scripts/lib/gateway.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -37,6 +38,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const k = { binDir: target.binDir, kubeconfig: target.kubeconfig, kubectlPath: target.kubectl };
   await kubectl(k, ['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
   await kubectl(k, ['wait', '--for=condition=Established', '--timeout=60s', '-f', join(REPO_ROOT, 'crds')]);
+  if (state) {
+    // The Gateway API kinds the engine's routes use, as a cluster with a gateway has them (no
+    // gateway runs here: the real one is proven by the e2e project).
+    const files = (await gatewayApiCrdFiles()).flatMap((f) => ['-f', f]);
+    await kubectl(k, ['apply', '--server-side', '--force-conflicts', ...files]);
+    await kubectl(k, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/httproutes.gateway.networking.k8s.io', 'crd/tlsroutes.gateway.networking.k8s.io']);
+  }
   project.provide('kubeconfig', target.kubeconfig);
   project.provide('kubectl', target.kubectl);
   return async () => {

@@ -96,12 +96,15 @@ export class RecordingWriter implements Writer {
   fail: (w: Write) => Error | undefined = () => undefined;
   /** Called with what a create stored (e.g. to show it in a memory cache, as a watch would). */
   onCreated: (obj: unknown) => void = () => {};
+  /** Called with every write that took effect (e.g. to apply it to an in-memory apiserver view). */
+  onWrite: (w: Write) => void = () => {};
   private uids = 0;
 
   private record(w: Write): void {
     const err = this.fail(w);
     this.writes.push(err ? { ...w, refused: err.message } : w);
     if (err) throw err;
+    this.onWrite(w);
   }
 
   /** Writes that took effect, other than Events (best effort, asserted separately). */

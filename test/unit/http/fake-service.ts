@@ -1,5 +1,7 @@
 import {
   DomainError,
+  type AccessDecision,
+  type AccessRequest,
   type Caller,
   type CatalogueEntry,
   type FlagResult,
@@ -144,6 +146,20 @@ export class FakeSessionService implements SessionService {
       challenge = target.challenge;
     }
     return Promise.resolve({ correct: flag === flagOf(challenge) });
+  }
+
+  /** What authorize answers. */
+  decision: AccessDecision = { allow: false, status: 403, why: 'not-yours' };
+
+  openLink(caller: Caller, id: string, port?: string): Promise<{ url: string; expiresAt: string }> {
+    this.record('openLink', [caller, id, port]);
+    this.owned(caller, id);
+    return Promise.resolve({ url: `https://i0.ctf.example/.challenge-engine/open?ticket=t-${id}`, expiresAt: '2030-01-01T10:01:00.000Z' });
+  }
+
+  authorize(req: AccessRequest): Promise<AccessDecision> {
+    this.record('authorize', [req]);
+    return Promise.resolve(this.decision);
   }
 
   ready(): Promise<boolean> {

@@ -9,6 +9,8 @@ const CONTRACT = [
   ['get', '/api/sessions'],
   ['get', '/api/sessions/{id}'],
   ['post', '/api/sessions/{id}/extend'],
+  ['post', '/api/sessions/{id}/access'],
+  ['get', '/gateway/auth'],
   ['post', '/api/flags'],
   ['post', '/api/flags/batch'],
   ['get', '/healthz'],
