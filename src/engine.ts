@@ -149,7 +149,7 @@ export function sessionService(engine: Engine, log: Logger): KubeSessionService 
     metrics: engine.metrics,
     flagKey: engine.flagKey,
     maxSessionsPerUser: engine.config.maxSessionsPerUser,
-    publicHttpScheme: engine.config.publicAccess.httpScheme,
+    publicHttp: { scheme: engine.config.publicAccess.httpScheme, port: engine.config.publicAccess.httpPort },
   });
 }
 

@@ -21,6 +21,11 @@ export interface AccessOptions {
   key: Buffer;
   /** Cookies for https hosts are Secure and use the __Host- prefix. */
   secure: boolean;
+  /**
+   * The public origin of a host (scheme, host, port). The redirect after a link is absolute:
+   * gateways resolve a relative Location against the auth service's own address (Traefik does).
+   */
+  origin: (host: string) => string;
 }
 
 export function cookieName(secure: boolean): string {
@@ -72,7 +77,7 @@ export async function authorize(d: PlayerDeps, a: AccessOptions, req: AccessRequ
     if (!(await consumeTicket(d, session, checked.value.nonceHash))) return { allow: false, status: 403, why: 'bad-link' };
     d.log.info({ session: session.metadata.name }, 'Access link used');
     const cookie = issueCookie(a.key, host, uid, latestEnd(d, session));
-    return { allow: false, status: 302, location: '/', cookie: { name: cookieName(a.secure), value: cookie, secure: a.secure, maxAgeSeconds: Math.max(1, Math.floor((latestEnd(d, session).getTime() - d.now().getTime()) / 1000)) } };
+    return { allow: false, status: 302, location: `${a.origin(host)}/`, cookie: { name: cookieName(a.secure), value: cookie, secure: a.secure, maxAgeSeconds: Math.max(1, Math.floor((latestEnd(d, session).getTime() - d.now().getTime()) / 1000)) } };
   }
   const value = readCookie(req.cookie, cookieName(a.secure));
   const checked = value === undefined ? undefined : checkCookie(a.key, host, value, d.now());

@@ -35,8 +35,8 @@ export interface ServiceOptions {
   now?: () => Date;
   /** Reads past the cache; defaults to the apiserver behind `kube`. */
   live?: LiveReads;
-  /** Scheme players open public hosts with (Secure cookies for https). */
-  publicHttpScheme?: 'http' | 'https';
+  /** Scheme and port players open public hosts with (Secure cookies for https). */
+  publicHttp?: { scheme: 'http' | 'https'; port: number };
 }
 
 export class KubeSessionService implements SessionService {
@@ -58,7 +58,9 @@ export class KubeSessionService implements SessionService {
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);
-    this.access = { key: accessKey(o.flagKey), secure: (o.publicHttpScheme ?? 'https') === 'https' };
+    const pub = o.publicHttp ?? { scheme: 'https', port: 443 };
+    const usual = pub.scheme === 'https' ? 443 : 80;
+    this.access = { key: accessKey(o.flagKey), secure: pub.scheme === 'https', origin: (host) => `${pub.scheme}://${host}${pub.port === usual ? '' : `:${pub.port}`}` };
   }
 
   catalogue(): CatalogueEntry[] {

@@ -46,7 +46,7 @@ function harness() {
   };
   const live: LiveReads = { session: (n) => Promise.resolve(server.get(n)), sessionsAt: () => Promise.resolve([]), secretValue: () => Promise.resolve(undefined), ping: () => Promise.resolve() };
   const d: PlayerDeps = { live, caches: mem.caches, writer, events: createRecorder(writer, silentLog), waits: new SessionWaits(mem.caches), log: silentLog, metrics: createMetrics(), flagKey: Buffer.alloc(32, 3), now: () => NOW };
-  const a: AccessOptions = { key: accessKey(d.flagKey), secure: true };
+  const a: AccessOptions = { key: accessKey(d.flagKey), secure: true, origin: (host) => `https://${host}` };
   mem.challenges.put(webChallenge());
   put(running('s-a', ALICE.user, 'uid-a', HOST_A));
   put(running('s-b', BOB.user, 'uid-b', HOST_B));
@@ -64,7 +64,7 @@ describe('openLink and authorize', () => {
     expect(link.url.startsWith(`https://${HOST_A}/.challenge-engine/open?ticket=`)).toBe(true);
     expect(h.server.get('s-a')?.metadata.annotations?.[ANNOTATION_ACCESS_TICKET]).toBeDefined();
     const first = await h.open(`${HOST_A}:443`, openUri(link.url));
-    expect(first).toMatchObject({ allow: false, status: 302, location: '/', cookie: { name: '__Host-challenge-engine-access', secure: true } });
+    expect(first).toMatchObject({ allow: false, status: 302, location: `https://${HOST_A}/`, cookie: { name: '__Host-challenge-engine-access', secure: true } });
     if (first.allow || first.status !== 302) throw new Error('no cookie');
     expect(h.server.get('s-a')?.metadata.annotations?.[ANNOTATION_ACCESS_TICKET]).toBeUndefined();
     const cookie = `other=1; ${first.cookie.name}=${first.cookie.value}`;
