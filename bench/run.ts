@@ -24,12 +24,14 @@ import { flagsScenario } from './scenarios/flags.js';
 import { scaleScenario } from './scenarios/scale.js';
 import { spawnScenario } from './scenarios/spawn.js';
 import { writesScenario } from './scenarios/writes.js';
+import { accessScenario } from './scenarios/access.js';
 
 const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   spawn: spawnScenario,
   flags: flagsScenario,
   expiry: expiryScenario,
   writes: writesScenario,
+  access: accessScenario,
   // Last: it leaves thousands of objects behind for the teardown.
   scale: scaleScenario,
 };
