@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
+import { chromium } from 'playwright-core';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
@@ -210,6 +211,36 @@ describe('players reach their own instances through the gateway', () => {
     expect(stdout).toBe('200');
     const anonymous = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--resolve', `${host}:${gw.httpPort}:${gw.address}`, `http://${host}:${gw.httpPort}/`]);
     expect(anonymous.stdout).toBe('403');
+  });
+
+  it('opens in headless Chromium through a link; a browser without it gets the refusal page', async () => {
+    // Debian's Chromium; the wildcard domain resolves to the Gateway's address, as wildcard DNS would.
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--host-resolver-rules=MAP *.${gw.domain} ${gw.address}`],
+    });
+    try {
+      const owner = await (await browser.newContext()).newPage();
+      const url = await link('alice', web.id);
+      const t0 = Date.now();
+      const opened = await owner.goto(url);
+      timings.browserLinkToPage = Date.now() - t0;
+      expect(opened?.status()).toBe(200);
+      expect(owner.url()).toBe(`http://${host}:${gw.httpPort}/`);
+      expect(await owner.locator('h1').textContent()).toBe('Notes');
+      // The cookie is HttpOnly: the instance's own scripts cannot read it.
+      expect(await owner.evaluate('document.cookie')).toBe('');
+      expect((await owner.reload())?.status()).toBe(200);
+      const stranger = await (await browser.newContext()).newPage();
+      const refused = await stranger.goto(`http://${host}:${gw.httpPort}/`);
+      expect(refused?.status()).toBe(403);
+      expect(await stranger.locator('h1').textContent()).toBe('This instance is not open to you');
+      const reused = await stranger.goto(url);
+      expect(reused?.status()).toBe(403);
+      expect(await stranger.locator('h1').textContent()).toBe('This link no longer works');
+    } finally {
+      await browser.close();
+    }
   });
 
   it("refuses another player, their own cookie, forged cookies and links, and hosts that are not sessions, without a 5xx or echoing secrets", async () => {
