@@ -69,8 +69,8 @@ export async function authorize(d: PlayerDeps, a: AccessOptions, req: AccessRequ
   const session = host ? d.caches.sessionByHost(host) : undefined;
   if (!host || !session?.metadata.uid) return { allow: false, status: 404, why: 'unknown-host' };
   const uid = session.metadata.uid;
-  const url = new URL(req.uri ?? '/', 'http://instance');
-  if (url.pathname === OPEN_PATH) {
+  const url = parseUri(req.uri);
+  if (url?.pathname === OPEN_PATH) {
     const ticket = url.searchParams.get('ticket') ?? '';
     const checked = checkTicket(a.key, host, ticket, d.now());
     if (!checked.ok || checked.value.sessionUid !== uid) return { allow: false, status: 403, why: 'bad-link' };
@@ -83,6 +83,15 @@ export async function authorize(d: PlayerDeps, a: AccessOptions, req: AccessRequ
   const checked = value === undefined ? undefined : checkCookie(a.key, host, value, d.now());
   if (checked?.ok && checked.value.sessionUid === uid) return { allow: true };
   return { allow: false, status: 403, why: 'not-yours' };
+}
+
+/** The path and query of the original request; undefined when it does not parse (never a link). */
+function parseUri(uri: string | undefined): URL | undefined {
+  try {
+    return new URL(uri ?? '/', 'http://instance');
+  } catch {
+    return undefined;
+  }
 }
 
 /** The latest the session can live (creation plus the maximum lifetime): the cookie's end. */

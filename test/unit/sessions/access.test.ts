@@ -85,6 +85,7 @@ describe('openLink and authorize', () => {
     const link = await openLink(h.d, h.a, BOB, 's-b');
     expect(await h.open(HOST_A, `/.challenge-engine/open?ticket=${ticketOf(link.url)}`)).toMatchObject({ status: 403, why: 'bad-link' });
     expect(await h.open(HOST_A, '/.challenge-engine/open?ticket=t1.uid-a.99999999999.x.y')).toMatchObject({ status: 403, why: 'bad-link' });
+    for (const uri of ['http://[', '//evil.example/.challenge-engine/open?ticket=x', '\u0000']) expect(await h.open(HOST_A, uri)).toMatchObject({ allow: false, status: 403 });
     for (const host of ['inobody.ctf.example', 'evil..host', '', 'UPPER.CTF.EXAMPLE:99999999']) expect(await h.open(host, '/')).toMatchObject({ status: 404, why: 'unknown-host' });
   });
 
