@@ -169,9 +169,11 @@ async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promi
         pass.foreign = `${kind.kind} ${name}`;
         return pass;
       }
-      const hashed = withSpecHash(desired);
-      const upToDate = observed && (kind.mode === 'create' || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
-      const current = upToDate ? observed : await ctx.writer.apply(hashed);
+      // A create-only child that exists is never compared: hashing a Pod on every resync is most
+      // of a reconcile's garbage.
+      const hashed = observed && kind.mode === 'create' ? undefined : withSpecHash(desired);
+      const upToDate = observed && (!hashed || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
+      const current = upToDate || !hashed ? observed : await ctx.writer.apply(hashed);
       pass.current[kind.cache] ??= current;
       if (!observed) pass.created.push(`${kind.kind} ${name}`);
     }
