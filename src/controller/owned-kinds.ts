@@ -7,6 +7,7 @@ import { desiredFlagSecret } from '../reconcile/secret.js';
 import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
 import { desiredService } from '../reconcile/service.js';
 import type { RouteObject } from '../reconcile/routes.js';
+import { childNames } from '../reconcile/names.js';
 
 /**
  * What a ChallengeSession owns, declared once. The controller builds one watch per entry (with
@@ -46,6 +47,11 @@ export interface OwnedKind {
    * edit must not disturb a running session).
    */
   mode: 'apply' | 'create';
+  /**
+   * Create-only kinds: the name of the session's one child, so a reconcile that finds it cached
+   * never builds the desired object (it would be thrown away; a Pod is most of a pass's garbage).
+   */
+  childName?: (session: string) => string;
   /** The desired children of this kind (none, one, or one per exposed port). */
   desired: (input: DesiredInput) => Owned[];
   /**
@@ -98,6 +104,7 @@ export const OWNED_KINDS = [
       return pod;
     },
     mode: 'create',
+    childName: (s) => childNames(s).pod,
     desired: (d) => [desiredPod(d.session, d.runtime, d.pod)],
   },
   {

@@ -160,6 +160,11 @@ async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promi
   const pass: ChildrenPass = { created: [], current: {} };
   for (const kind of OWNED_KINDS) {
     const cache = ctx.children[kind.cache];
+    const existing = 'childName' in kind ? cache?.get(`${ns}/${kind.childName(input.session.metadata.name)}`) : undefined;
+    if (existing && ownedBy(existing, uid)) {
+      pass.current[kind.cache] = existing;
+      continue;
+    }
     for (const desired of kind.desired(input) as Owned[]) {
       // Desired only when its kind is watched (see OwnedKind.requires); never written blind.
       if (!cache) break;
@@ -169,11 +174,9 @@ async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promi
         pass.foreign = `${kind.kind} ${name}`;
         return pass;
       }
-      // A create-only child that exists is never compared: hashing a Pod on every resync is most
-      // of a reconcile's garbage.
-      const hashed = observed && kind.mode === 'create' ? undefined : withSpecHash(desired);
-      const upToDate = observed && (!hashed || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
-      const current = upToDate || !hashed ? observed : await ctx.writer.apply(hashed);
+      const hashed = withSpecHash(desired);
+      const upToDate = observed && (kind.mode === 'create' || observed.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hashed.metadata?.annotations?.[ANNOTATION_SPEC_HASH]);
+      const current = upToDate ? observed : await ctx.writer.apply(hashed);
       pass.current[kind.cache] ??= current;
       if (!observed) pass.created.push(`${kind.kind} ${name}`);
     }
