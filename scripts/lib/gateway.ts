@@ -38,6 +38,8 @@ export interface GatewayState {
   /** Selectors for NetworkPolicies that admit traffic from the gateway (CTF_ENTRY_*_SELECTOR). */
   namespaceSelector: string;
   podSelector: string;
+  /** Loopback addresses relayed to the listeners (127.0.0.1:<port>), where they could be bound. */
+  hostRelays: string[];
   timings: Record<string, number>;
 }
 
@@ -124,6 +126,32 @@ async function startApiserverRelay(cluster: ClusterState, node: RealNodeState): 
   await waitFor('the apiserver relay', 10_000, () => canConnect(GATEWAY, APISERVER_RELAY_PORT));
 }
 
+/**
+ * Browsers resolve every *.localhost name to the loopback address, so the listeners are also
+ * relayed from 127.0.0.1 on the same ports: links on *.ctf.localhost open on this machine. A port
+ * already taken is reported and skipped (the ClusterIP still works).
+ */
+async function startHostRelays(node: RealNodeState, address: string, ports: number[], progress: Progress): Promise<string[]> {
+  const relayed: string[] = [];
+  for (const port of ports) {
+    const name = `gateway-relay-${port}`;
+    node.pids[name] = await startProcess(node.dir, name, process.execPath, ['-e', RELAY_JS, '127.0.0.1', String(port), address, String(port)]);
+    await saveRealNodeState(node);
+    const pid = node.pids[name];
+    // A relay that cannot bind exits at once; only then could another process answer the connect.
+    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    try {
+      await waitFor(`the gateway relay on 127.0.0.1:${port}`, 5_000, async () => { await new Promise((r) => setTimeout(r, 300)); return alive() && (await canConnect('127.0.0.1', port)) && alive(); });
+      relayed.push(`127.0.0.1:${port}`);
+    } catch {
+      delete node.pids[name];
+      await saveRealNodeState(node);
+      progress(`127.0.0.1:${port} is taken: links on *.ctf.localhost will not open in a browser here (the gateway stays reachable at ${address}:${port})`);
+    }
+  }
+  return relayed;
+}
+
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, host, () => {
@@ -182,6 +210,7 @@ export async function startGateway(cluster: ClusterState, node: RealNodeState, p
   } catch (err) {
     throw new Error(`${(err as Error).message}; see ${join(node.podLogsDir)}/${GATEWAY_NAMESPACE}_traefik-*`);
   }
+  const relayed = await startHostRelays(node, address, [httpPort, tlsPort], progress);
   const state: GatewayState = {
     namespace: GATEWAY_NAMESPACE,
     name: GATEWAY_NAME,
@@ -194,6 +223,7 @@ export async function startGateway(cluster: ClusterState, node: RealNodeState, p
     tlsCert: certs.cert,
     namespaceSelector: `kubernetes.io/metadata.name=${GATEWAY_NAMESPACE}`,
     podSelector: `app.kubernetes.io/name=${GATEWAY_POD_LABELS['app.kubernetes.io/name']}`,
+    hostRelays: relayed,
     timings: { crdsMs: tCrds - t0, readyMs: Date.now() - tCrds },
   };
   node.gateway = state;
