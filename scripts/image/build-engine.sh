@@ -49,11 +49,18 @@ trap 'rm -rf "$work"' EXIT
 log "compiling dist/ (tsconfig.build.json, into a clean directory)"
 (cd "$ROOT" && node_modules/.bin/tsc -p tsconfig.build.json --outDir "$work/dist")
 
-log "installing production dependencies (npm ci --omit=dev)"
-mkdir -p "$work/app"
-cp "$ROOT/package.json" "$ROOT/package-lock.json" "$work/app/"
-(cd "$work/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-rm -f "$work/app/package-lock.json" "$work/app/node_modules/.package-lock.json"
+# Production dependencies, once per lockfile.
+lock_sum=$(cat "$ROOT/package.json" "$ROOT/package-lock.json" | sha256sum | cut -c1-16)
+modules="$OUT_DIR/prod-modules-$lock_sum"
+if [[ ! -d "$modules/node_modules" ]]; then
+  log "installing production dependencies (npm ci --omit=dev)"
+  rm -rf "$OUT_DIR"/prod-modules-* "$work/app"
+  mkdir -p "$work/app"
+  cp "$ROOT/package.json" "$ROOT/package-lock.json" "$work/app/"
+  (cd "$work/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -f "$work/app/node_modules/.package-lock.json"
+  mv "$work/app" "$modules"
+fi
 
 oci="$work/oci"
 umoci init --layout "$oci"
@@ -69,7 +76,7 @@ for lib in $(ldd "$rootfs/usr/local/bin/node" | grep -o '/[^ ]*' | sort -u); do
   install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
 done
 cp -r "$work/dist" "$rootfs/app/dist"
-cp -r "$work/app/node_modules" "$rootfs/app/node_modules"
+cp -r "$modules/node_modules" "$rootfs/app/node_modules"
 cp "$ROOT/package.json" "$rootfs/app/package.json"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$rootfs/etc/group"
