@@ -1,36 +1,33 @@
 /**
- * npm run dev: the whole engine on a local cluster in one command.
+ * npm run dev: the whole engine on a local cluster in one command, with instances players can
+ * really open where this machine allows it.
  *  1. starts (or reuses) the local control plane of `npm run cluster:up`, building the
- *     Kubernetes binaries on first use with progress on the terminal;
+ *     Kubernetes binaries on first use with progress on the terminal; on Linux as root also the
+ *     real node (real containers, enforced NetworkPolicies) and the local gateway (Traefik,
+ *     *.ctf.localhost). Elsewhere instances run on kwok's fake node and it says so in one line;
  *  2. creates the `ctf` namespace, installs the sample Challenges (and the Secret the static-flag
- *     sample reads);
- *  3. prints a player token and curl lines for the whole player journey;
- *  4. runs the engine (API + controller) with readable logs, restarting it when src/ changes.
+ *     sample reads) and, with the gateway, the forward-auth Middleware pointing at this engine;
+ *  3. runs the engine (API + controller) with readable logs, restarting it when src/ changes;
+ *  4. once it is ready, with the gateway: starts the web and the TCP sample for player1 and prints
+ *     a link that opens the web one in a browser here and the ncat/openssl lines for the TCP one;
+ *     always: a player token and curl lines for the whole journey.
  * Development secrets are generated once per cluster and kept in .cluster/dev.env.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REPO_ROOT, ensureBinaries, isRunning, kubectl, readState, startCluster, stopCluster, type ClusterState } from './lib/control-plane.js';
+import { REPO_ROOT, kubectl, type ClusterState } from './lib/control-plane.js';
+import { installSampleChallenges } from './lib/deploy.js';
+import type { GatewayState } from './lib/gateway.js';
+import { clusterDir, ensureLocalCluster, realNodeUnavailable } from './lib/local-cluster.js';
+import { GATEWAY } from './lib/real-node.js';
 import { issueToken } from '../src/http/auth.js';
 
-const dir = process.env.CTF_CLUSTER_DIR ?? join(REPO_ROOT, '.cluster');
+const dir = clusterDir();
 const namespace = process.env.CTF_NAMESPACE ?? 'ctf';
 const port = process.env.PORT ?? '8080';
 const say = (m: string) => process.stderr.write(`\x1b[36m[dev]\x1b[0m ${m}\n`);
-
-async function cluster(): Promise<ClusterState> {
-  const existing = await readState(dir);
-  if (existing && (await isRunning(existing))) {
-    say(`reusing the local cluster at ${existing.server}`);
-    return existing;
-  }
-  if (existing) await stopCluster(existing);
-  say('preparing the Kubernetes binaries (the first build from Go modules takes several minutes)');
-  const binDir = await ensureBinaries((m) => say(m));
-  return startCluster(dir, binDir, (m) => say(m), { crdDir: join(REPO_ROOT, 'crds') });
-}
 
 async function devSecrets(): Promise<{ token: string; flag: string }> {
   const file = join(dir, 'dev.env');
@@ -45,19 +42,91 @@ async function devSecrets(): Promise<{ token: string; flag: string }> {
   return s;
 }
 
-async function main(): Promise<void> {
-  const state = await cluster();
+/** The engine settings that publish instances on the local gateway (as overlays/local does in-cluster). */
+function gatewayEnv(gw: GatewayState): Record<string, string> {
+  return {
+    CTF_EXTERNAL_DOMAIN: gw.domain,
+    CTF_GATEWAY: `${gw.namespace}/${gw.name}`,
+    CTF_GATEWAY_HTTP_LISTENER: gw.listeners.http,
+    CTF_GATEWAY_TLS_LISTENER: gw.listeners.tls,
+    CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access',
+    CTF_PUBLIC_HTTP_SCHEME: 'http',
+    CTF_PUBLIC_HTTP_PORT: String(gw.httpPort),
+    CTF_PUBLIC_TLS_PORT: String(gw.tlsPort),
+    CTF_ENTRY_NAMESPACE_SELECTOR: gw.namespaceSelector,
+    CTF_ENTRY_POD_SELECTOR: gw.podSelector,
+  };
+}
+
+async function prepareNamespace(state: ClusterState, gw: GatewayState | undefined): Promise<void> {
   say(`installing CRDs and sample challenges into namespace ${namespace}`);
   await kubectl(state, ['apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'crds')]);
   await kubectl(state, ['create', 'namespace', namespace, '--dry-run=client', '-o', 'yaml']).then((y) => kubectl(state, ['apply', '-f', '-'], y));
-  await kubectl(state, ['-n', namespace, 'create', 'secret', 'generic', 'crypto-baby-rsa-flag', '--from-literal=flag=CTF{static_dev_flag}', '--dry-run=client', '-o', 'yaml']).then((y) =>
-    kubectl(state, ['-n', namespace, 'apply', '-f', '-'], y),
-  );
-  await kubectl(state, ['-n', namespace, 'apply', '--server-side', '--force-conflicts', '-f', join(REPO_ROOT, 'challenges')]);
+  await installSampleChallenges(state, namespace);
+  if (!gw) return;
+  const inCluster = await kubectl(state, ['-n', namespace, 'get', 'deployment', 'challenge-engine', '-o', 'name', '--ignore-not-found']);
+  if (inCluster.trim()) say('an in-cluster engine (npm run deploy:local) also runs here: dev takes over the forward auth until deploy:local runs again');
+  // The gateway's Pod calls this process on the bridge address for every request to an instance.
+  const middleware = {
+    apiVersion: 'traefik.io/v1alpha1',
+    kind: 'Middleware',
+    metadata: { name: 'challenge-engine-access', namespace },
+    spec: { forwardAuth: { address: `http://${GATEWAY}:${port}/gateway/auth` } },
+  };
+  await kubectl(state, ['apply', '--server-side', '--force-conflicts', '--field-manager=challenge-engine-dev', '-f', '-'], JSON.stringify(middleware));
+}
 
-  const secrets = await devSecrets();
-  const player = await issueToken(secrets.token, { user: 'player1', team: 'local', ttlSeconds: 12 * 3600 });
-  const admin = await issueToken(secrets.token, { user: 'organiser', admin: true, ttlSeconds: 12 * 3600 });
+interface Endpoint { name: string; protocol: string; externalHost?: string; url?: string }
+interface View { id: string; ready: boolean; phase: string; endpoints: Endpoint[] }
+
+async function call<T>(method: string, path: string, token: string, body?: unknown): Promise<T> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return JSON.parse(text) as T;
+}
+
+async function waitEngineReady(child: { exitCode: number | null }): Promise<void> {
+  for (let i = 0; i < 600 && child.exitCode === null; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error('the engine did not become ready');
+}
+
+/** Starts `challenge` for the player (or finds the running one) and waits until it is ready. */
+async function ready(token: string, challenge: string): Promise<View> {
+  const { session } = await call<{ session: View }>('POST', '/api/challenges', token, { challenge });
+  for (let i = 0; i < 6; i++) {
+    const { session: v } = await call<{ session: View }>('GET', `/api/sessions/${session.id}?wait=30`, token);
+    if (v.ready) return v;
+  }
+  throw new Error(`${challenge} did not become ready within 3 minutes (kubectl -n ${namespace} describe challengesession ${session.id})`);
+}
+
+async function playLinks(token: string, gw: GatewayState): Promise<void> {
+  const [web, tcp] = await Promise.all([ready(token, 'web-notes'), ready(token, 'pwn-echo')]);
+  const { url } = await call<{ url: string }>('POST', `/api/sessions/${web.id}/access`, token);
+  const host = tcp.endpoints.find((e) => e.externalHost)?.externalHost ?? '<host>';
+  const local = gw.hostRelays.length > 0 ? '127.0.0.1' : gw.address;
+  process.stdout.write(`
+Play (player1):
+  web-notes, open in a browser on this machine (single-use link; the browser keeps a cookie):
+    ${url}
+  pwn-echo, over TLS to the gateway (ncat: apt-get install ncat):
+    ncat --ssl --ssl-servername ${host} ${local} ${gw.tlsPort}
+    openssl s_client -quiet -connect ${local}:${gw.tlsPort} -servername ${host}
+    pwntools: remote('${local}', ${gw.tlsPort}, ssl=True, sni='${host}')
+
+`);
+}
+
+function printJourney(player: string, admin: string, state: ClusterState): void {
   const base = `http://localhost:${port}`;
   const h = `-H "Authorization: Bearer $TOKEN"`;
   process.stdout.write(`
@@ -72,6 +141,8 @@ challenge-engine is starting on ${base} (namespace ${namespace}); API docs: ${ba
   # spawn an instance of the web sample, then wait (up to 30 s) until it is ready
   curl -s ${h} -H 'content-type: application/json' -d '{"challenge":"web-notes"}' ${base}/api/challenges
   curl -s ${h} "${base}/api/sessions?wait=30"
+  # a single-use link that opens it (with the gateway)
+  curl -s ${h} -X POST ${base}/api/sessions/<id>/access
   # the session's flag, as the container sees it (the organiser's view)
   kubectl -n ${namespace} get secret -l ctf.challenge-engine.io/challenge=web-notes -o jsonpath='{.items[0].data.flag}' | base64 -d; echo
   # submit a flag (use the id from the spawn response)
@@ -84,6 +155,19 @@ challenge-engine is starting on ${base} (namespace ${namespace}); API docs: ${ba
   curl -s ${base}/metrics | grep challenge_engine_
 
 `);
+}
+
+async function main(): Promise<void> {
+  const missing = realNodeUnavailable();
+  if (missing) say(`instances run on kwok's fake node and cannot be opened: ${missing}`);
+  const { state, node } = await ensureLocalCluster(say, { realNode: !missing });
+  const gw = node?.gateway;
+  await prepareNamespace(state, gw);
+
+  const secrets = await devSecrets();
+  const player = await issueToken(secrets.token, { user: 'player1', team: 'local', ttlSeconds: 12 * 3600 });
+  const admin = await issueToken(secrets.token, { user: 'organiser', admin: true, ttlSeconds: 12 * 3600 });
+  printJourney(player, admin, state);
   const env = {
     ...process.env,
     KUBECONFIG: state.kubeconfig,
@@ -93,6 +177,7 @@ challenge-engine is starting on ${base} (namespace ${namespace}); API docs: ${ba
     PORT: port,
     LOG_PRETTY: process.env.LOG_PRETTY ?? 'true',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+    ...(gw ? gatewayEnv(gw) : {}),
   };
   const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'watch', '--clear-screen=false', join(REPO_ROOT, 'src', 'main.ts')], { env, stdio: 'inherit' });
   const stop = () => child.kill('SIGTERM');
@@ -102,6 +187,10 @@ challenge-engine is starting on ${base} (namespace ${namespace}); API docs: ${ba
     say('engine stopped; the local cluster keeps running (npm run cluster:down stops it)');
     process.exit(code ?? 0);
   });
+  if (gw) {
+    await waitEngineReady(child);
+    await playLinks(player, gw).catch((err: unknown) => say(`could not start the samples: ${err instanceof Error ? err.message : String(err)}`));
+  }
 }
 
 main().catch((err: unknown) => {
