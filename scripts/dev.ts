@@ -22,6 +22,7 @@ import { installSampleChallenges } from './lib/deploy.js';
 import type { GatewayState } from './lib/gateway.js';
 import { clusterDir, ensureLocalCluster, realNodeUnavailable } from './lib/local-cluster.js';
 import { GATEWAY } from './lib/real-node.js';
+import { TICKET_TTL_SECONDS } from '../src/sessions/access.js';
 import { issueToken } from '../src/http/auth.js';
 
 const dir = clusterDir();
@@ -116,8 +117,10 @@ async function playLinks(token: string, gw: GatewayState): Promise<void> {
   const local = gw.hostRelays.length > 0 ? '127.0.0.1' : gw.address;
   process.stdout.write(`
 Play (player1):
-  web-notes, open in a browser on this machine (single-use link; the browser keeps a cookie):
+  web-notes, open in a browser on this machine within ${TICKET_TTL_SECONDS} s (single-use; the browser then keeps a cookie):
     ${url}
+  a fresh link later:
+    curl -s -H "Authorization: Bearer $TOKEN" -X POST http://localhost:${port}/api/sessions/${web.id}/access
   pwn-echo, over TLS to the gateway (ncat: apt-get install ncat):
     ncat --ssl --ssl-servername ${host} ${local} ${gw.tlsPort}
     openssl s_client -quiet -connect ${local}:${gw.tlsPort} -servername ${host}

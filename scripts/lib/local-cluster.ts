@@ -12,6 +12,7 @@ export const clusterDir = (): string => process.env.CTF_CLUSTER_DIR ?? join(REPO
 
 /** Why this machine cannot run the real node, or undefined when it can. */
 export function realNodeUnavailable(): string | undefined {
+  if (process.env.CTF_REAL_NODE === '0') return 'CTF_REAL_NODE=0 is set';
   if (process.platform !== 'linux') return `the real node needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'the real node needs root (containerd, kubelet and iptables)';
   return undefined;
