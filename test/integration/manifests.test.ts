@@ -207,6 +207,8 @@ describe('manifests/ (kustomize base)', () => {
     expect(() => loadConfig(podEnv(container?.env ?? [], shipped, 'challenge-engine-abc12-xyz'))).toThrow(
       /CTF_TOKEN_SECRET: holds a placeholder .*Secret challenge-engine-token, key token-secret/,
     );
+    // The start error reaches the Pod's status: a termination message, else the end of the log.
+    expect(container?.terminationMessagePolicy).toBe('FallbackToLogsOnError');
 
     const secrets = shipped.map((s) => ({ ...s, stringData: Object.fromEntries(Object.keys(s.stringData ?? {}).map((k) => [k, randomBytes(32).toString('hex')])) }));
     const env = podEnv(container?.env ?? [], secrets, 'challenge-engine-abc12-xyz');
