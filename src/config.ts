@@ -19,16 +19,41 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const secretName = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Secret name, or literal:<key> in development');
 
+/**
+ * Why a secret value is one anyone could guess, or undefined: the CHANGE-ME placeholders that
+ * manifests/secrets.yaml ships, or one short pattern repeated (aaaa..., abab..., 1234 1234...).
+ * The reason never includes the value, so it can be printed and kept in a Pod's status.
+ */
+export function guessableSecret(value: string): string | undefined {
+  const v = value.trim();
+  if (/^change-me/i.test(v)) return 'holds a placeholder (it starts with CHANGE-ME)';
+  if (v === '') return 'is blank';
+  if (/^(.{1,4})\1+$/s.test(v)) return 'holds a guessable value (one short pattern repeated)';
+  return undefined;
+}
+
+export const NEW_SECRET_HINT = 'replace it with the output of openssl rand -hex 32';
+
 const envSchema = z.object({
   KUBECONFIG: z.string().optional(),
   PORT: int(0, 65535).default(8080),
   HOST: z.string().default('0.0.0.0'),
   CTF_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').default('ctf'),
   CTF_ENGINE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').optional(),
-  CTF_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  CTF_TOKEN_SECRET: z
+    .string()
+    .min(32, 'must be at least 32 characters')
+    .superRefine((v, ctx) => {
+      const why = guessableSecret(v);
+      // The engine sees only the variable; the manifests fill it from that Secret.
+      if (why) ctx.addIssue({ code: 'custom', message: `${why}; in manifests/ it comes from Secret challenge-engine-token, key token-secret: ${NEW_SECRET_HINT}` });
+    })
+    .optional(),
   CTF_FLAG_SECRET: z.string().superRefine((v, ctx) => {
     if (v.startsWith('literal:')) {
+      const why = guessableSecret(v.slice('literal:'.length));
       if (v.length < 'literal:'.length + 16) ctx.addIssue({ code: 'custom', message: 'a literal:<key> needs at least 16 characters of key' });
+      else if (why) ctx.addIssue({ code: 'custom', message: `the literal:<key> ${why}: ${NEW_SECRET_HINT}` });
     } else if (!secretName.safeParse(v).success) {
       ctx.addIssue({ code: 'custom', message: 'must be the name of a Secret holding the flag key, or literal:<key> in development' });
     }

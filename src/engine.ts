@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
+import { guessableSecret, NEW_SECRET_HINT, type Config } from './config.js';
 import { createKube, type Kube } from './kube/client.js';
 import { classifyError } from './kube/errors.js';
 import { liveReads } from './kube/live-reads.js';
@@ -39,7 +39,10 @@ export async function loadFlagKey(kube: Kube, config: Readonly<Config>): Promise
     const value = secret.data?.[key];
     if (!value) throw new Error(`Secret ${config.engineNamespace}/${secretName} has no key "${key}"`);
     const buf = Buffer.from(value, 'base64');
-    if (buf.length < 16) throw new Error(`the flag key in Secret ${config.engineNamespace}/${secretName} is shorter than 16 bytes`);
+    const where = `Secret ${config.engineNamespace}/${secretName} key "${key}"`;
+    const why = guessableSecret(buf.toString('utf8'));
+    if (why) throw new Error(`${where} ${why}: ${NEW_SECRET_HINT}`);
+    if (buf.length < 16) throw new Error(`${where} holds a flag key shorter than 16 bytes: ${NEW_SECRET_HINT}`);
     return buf;
   } catch (err) {
     if (err instanceof Error && !('code' in err)) throw err;

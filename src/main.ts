@@ -2,6 +2,7 @@
  * Composition root: configuration -> kube clients -> caches and leader-elected controller ->
  * HTTP API -> graceful shutdown. Every replica serves the API; only the leader reconciles.
  */
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { loadConfig, ConfigError } from './config.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics.js';
@@ -14,10 +15,7 @@ async function main(): Promise<void> {
   try {
     config = loadConfig();
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`challenge-engine: ${err.message}\n`);
-      process.exit(2);
-    }
+    if (err instanceof ConfigError) exitAtStart(err.message, 2);
     throw err;
   }
   const log = createLogger({ level: config.logLevel, pretty: config.logPretty });
@@ -54,7 +52,26 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`challenge-engine: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+/**
+ * Ends a start that cannot succeed. The message goes to stderr and to the termination message
+ * file, so `kubectl describe pod` shows why the container stopped without reading its logs.
+ * kubelet creates that file; it is never created here (as root outside Kubernetes, /dev is
+ * writable), and failing to write it changes nothing.
+ */
+function exitAtStart(message: string, code: number): never {
+  const line = `challenge-engine: ${message}\n`;
+  process.stderr.write(line);
+  try {
+    const fd = openSync(process.env.CTF_TERMINATION_LOG || '/dev/termination-log', constants.O_WRONLY | constants.O_TRUNC);
+    try {
+      writeSync(fd, line);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // not in a Pod, or not writable: stderr has the message
+  }
+  process.exit(code);
+}
+
+main().catch((err: unknown) => exitAtStart(err instanceof Error ? err.message : String(err), 1));

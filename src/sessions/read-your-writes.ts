@@ -57,6 +57,25 @@ export class SessionWaits {
     });
   }
 
+  /**
+   * Resolves once `seen` holds for every session `listed()` returns, after `timeoutMs`, or when
+   * `signal` aborts; resolves to whether it held. The list is taken again after each round, so a
+   * session that joins it meanwhile is waited for too, within the same deadline. A session's
+   * round also ends when it is gone or replaced (another uid under its name).
+   */
+  async untilEach(listed: () => ChallengeSession[], seen: (s: ChallengeSession) => boolean, timeoutMs: number, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const waiting = listed().filter((s) => !seen(s));
+      if (waiting.length === 0) return true;
+      const left = deadline - Date.now();
+      if (left <= 0 || opts.signal?.aborted) return false;
+      const rounds = waiting.map(({ metadata: { name, uid } }) => this.until(name, (c) => c === undefined || c.metadata.uid !== uid || seen(c), left, opts));
+      // A round ends only on a change of the cache, so the next one never sees the same state.
+      if (!(await Promise.all(rounds)).every(Boolean)) return false;
+    }
+  }
+
   /** Read-your-writes after a write to session `uid`: until it is gone, replaced, or `shows` holds. */
   async untilWritten(name: string, uid: string | undefined, shows: (s: ChallengeSession) => boolean): Promise<void> {
     await this.until(name, (c) => c === undefined || c.metadata.uid !== uid || shows(c), READ_YOUR_WRITES_MS, { known: true });

@@ -13,7 +13,7 @@ import { submitFlag } from './flags.js';
 import { extendSession, stopSession } from './lifetime.js';
 import { SessionWaits } from './read-your-writes.js';
 import { spawnSession } from './spawn.js';
-import { catalogueEntries, sessionView } from './views.js';
+import { catalogueEntries, hasSettled, sessionView } from './views.js';
 import type { AccessDecision, AccessRequest, Caller, CatalogueEntry, FlagResult, FlagTarget, SessionService, SessionView } from './types.js';
 import { accessKey } from '../access/tokens.js';
 import { authorize, openLink, type AccessOptions } from './access.js';
@@ -77,8 +77,21 @@ export class KubeSessionService implements SessionService {
   }
 
   list(caller: Caller, all = false): SessionView[] {
-    const sessions = caller.admin && all ? this.o.caches.allSessions().filter((s) => !s.metadata.deletionTimestamp) : ownSessions(this.d, caller);
-    return sessions.map((s) => this.view(s)).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return this.listed(caller, all)
+      .map((s) => this.view(s))
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  async waitList(caller: Caller, all: boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionView[]> {
+    // A session being deleted leaves the list, so it no longer holds the reply up.
+    const settled = (s: ChallengeSession) => s.metadata.deletionTimestamp !== undefined || hasSettled(this.view(s));
+    await this.d.waits.untilEach(() => this.listed(caller, all), settled, timeoutMs, { signal });
+    return this.list(caller, all);
+  }
+
+  /** What list shows, unsorted: the caller's live sessions, or every live one for `all`. */
+  private listed(caller: Caller, all: boolean): ChallengeSession[] {
+    return caller.admin && all ? this.o.caches.allSessions().filter((s) => !s.metadata.deletionTimestamp) : ownSessions(this.d, caller);
   }
 
   get(caller: Caller, id: string): SessionView {
@@ -86,10 +99,7 @@ export class KubeSessionService implements SessionService {
   }
 
   async waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView> {
-    const settled = (s: ChallengeSession) => {
-      const phase = this.view(s).phase;
-      return phase === 'Running' || phase === 'Failed' || phase === 'Expired';
-    };
+    const settled = (s: ChallengeSession) => hasSettled(this.view(s));
     const { waits } = this.d;
     // A session just created through another replica may not be in this cache yet; only the
     // caller's own slot names are waited for, so unknown ids still fail fast.

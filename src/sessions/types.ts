@@ -73,6 +73,11 @@ export interface SessionService {
   spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }>;
   /** The caller's sessions; all sessions for admins when `all` is set. */
   list(caller: Caller, all?: boolean): SessionView[];
+  /**
+   * list(caller, all) once none of the listed sessions is still starting (each is ready or
+   * failed), after `timeoutMs`, or when `signal` aborts; at once when there are none.
+   */
+  waitList(caller: Caller, all: boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionView[]>;
   /** NotFound for another user's session (admins see all). */
   get(caller: Caller, id: string): SessionView;
   /** Resolves when the session is ready or failed, or after `timeoutMs` with its current view. */

@@ -24,6 +24,14 @@ export function catalogueEntries(challenges: Challenge[]): CatalogueEntry[] {
     .sort((a, b) => a.category.localeCompare(b.category) || a.points - b.points || a.name.localeCompare(b.name));
 }
 
+/**
+ * Whether a session is done starting: ready (Running), failed or expired. What both long polls
+ * (one session, the list) wait for; Pending and Provisioning are still starting.
+ */
+export function hasSettled(view: Pick<SessionView, 'phase'>): boolean {
+  return view.phase === 'Running' || view.phase === 'Failed' || view.phase === 'Expired';
+}
+
 export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date): SessionView {
   const ready = s.status?.conditions?.find((c) => c.type === 'Ready');
   const eff = effectiveRuntime(s, challenge);

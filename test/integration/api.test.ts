@@ -126,6 +126,34 @@ describe('player journey', () => {
   });
 });
 
+describe('long-polling the list', () => {
+  it('holds GET /api/sessions?wait until the sessions spawned Pending are Running, and refuses wait=61', async () => {
+    const app = await api();
+    const h = await auth('list-waiter');
+    const t0 = Date.now();
+    expect((await app.inject({ method: 'GET', url: '/api/sessions?wait=20', headers: h })).json()).toEqual({ sessions: [] });
+    expect(Date.now() - t0).toBeLessThan(1_000);
+
+    const spawned: string[] = [];
+    for (const challenge of ['web-notes', 'pwn-echo']) {
+      const spawn = await app.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge } });
+      expect(spawn.statusCode).toBe(201);
+      const { session } = spawn.json<{ session: { id: string; phase: string; ready: boolean } }>();
+      expect(session).toMatchObject({ phase: 'Pending', ready: false });
+      spawned.push(session.id);
+    }
+    const waited = await app.inject({ method: 'GET', url: '/api/sessions?wait=30', headers: h });
+    expect(waited.statusCode).toBe(200);
+    const sessions = waited.json<{ sessions: { id: string; phase: string; ready: boolean }[] }>().sessions;
+    expect(sessions.map((s) => s.id).sort()).toEqual([...spawned].sort());
+    for (const s of sessions) expect(s, s.id).toMatchObject({ phase: 'Running', ready: true });
+
+    const bad = await app.inject({ method: 'GET', url: '/api/sessions?wait=61', headers: h });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json<{ detail: string }>().detail).toBe('query.wait: must be a whole number of seconds from 0 to 60');
+  });
+});
+
 describe('read-your-writes', () => {
   it('finds a new session immediately on the replica that created it, and via ?wait on the other', async () => {
     const h = await auth('eager');

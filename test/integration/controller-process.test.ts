@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY } from '../../src/api/group.js';
 import { useCluster, waitUntil } from '../support/kube.js';
@@ -13,6 +17,14 @@ function engine(extra: Record<string, string> = {}): EngineProcess {
   procs.push(p);
   p.start();
   return p;
+}
+
+/** The process's exit code, once it has exited. */
+function exitCode(p: EngineProcess): Promise<number | null> {
+  const child = p.child;
+  if (!child) throw new Error('the engine was not started');
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
 afterEach(async () => {
@@ -103,5 +115,31 @@ describe('the engine process', () => {
     await createSession(cluster.kube, cluster.namespace, 'lead-2', 'web-notes', 'lead-user-2', inHour());
     await waitUntil('lead-2 Running', async () => (await getSession(cluster.kube, cluster.namespace, 'lead-2'))?.status?.phase === 'Running', 30_000);
     expect(wrote(follower).length).toBeGreaterThan(0);
+  });
+
+  it('refuses to start while the flag-key Secret holds the shipped placeholder, saying so in its termination message', async () => {
+    const placeholder = 'CHANGE-ME-flag-key-generate-with-openssl-rand-hex-32';
+    const name = 'challenge-engine-flag-key';
+    await cluster.kube.core.createNamespacedSecret({ namespace: cluster.namespace, body: { metadata: { name }, stringData: { 'flag-key': placeholder } } });
+    const dir = mkdtempSync(join(tmpdir(), 'challenge-engine-termination-'));
+    try {
+      const log = join(dir, 'termination-log');
+      writeFileSync(log, '');
+      const env = { CTF_FLAG_SECRET: name, CTF_ENGINE_NAMESPACE: cluster.namespace, CTF_TERMINATION_LOG: log };
+      const refused = engine(env);
+      expect(await exitCode(refused)).toBe(1);
+      const message = readFileSync(log, 'utf8');
+      expect(message).toBe(`challenge-engine: Secret ${cluster.namespace}/${name} key "flag-key" holds a placeholder (it starts with CHANGE-ME): replace it with the output of openssl rand -hex 32\n`);
+      expect(refused.output).toContain(message);
+      expect(refused.output).not.toContain(placeholder);
+
+      // The same engine starts once the value is replaced.
+      await cluster.kube.core.replaceNamespacedSecret({ name, namespace: cluster.namespace, body: { metadata: { name }, stringData: { 'flag-key': randomBytes(32).toString('hex') } } });
+      const started = engine(env);
+      await waitUntil('the engine synced its caches', () => started.logLines().some((l) => l.msg === 'Caches synced'), 20_000);
+      expect(started.child?.exitCode).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

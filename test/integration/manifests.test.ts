@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -198,10 +199,19 @@ describe('manifests/ (kustomize base)', () => {
     for (const v of pod?.volumes ?? []) expect(Object.keys(v).sort(), v.name).toEqual(['emptyDir', 'name']);
   });
 
-  it('configures the engine validly, wired to the two placeholder Secrets', () => {
+  it('configures the engine validly once the two placeholder Secrets are replaced, and refuses them as shipped', () => {
     const d = find<V1Deployment>(base.objects, 'Deployment');
-    const secrets = base.objects.filter((o) => o.kind === 'Secret') as V1Secret[];
-    const env = podEnv(d.spec?.template.spec?.containers[0]?.env ?? [], secrets, 'challenge-engine-abc12-xyz');
+    const shipped = base.objects.filter((o) => o.kind === 'Secret') as V1Secret[];
+    for (const s of shipped) for (const v of Object.values(s.stringData ?? {})) expect(v, s.metadata?.name).toMatch(/^CHANGE-ME-/);
+    const container = d.spec?.template.spec?.containers[0];
+    expect(() => loadConfig(podEnv(container?.env ?? [], shipped, 'challenge-engine-abc12-xyz'))).toThrow(
+      /CTF_TOKEN_SECRET: holds a placeholder .*Secret challenge-engine-token, key token-secret/,
+    );
+    // The start error reaches the Pod's status: a termination message, else the end of the log.
+    expect(container?.terminationMessagePolicy).toBe('FallbackToLogsOnError');
+
+    const secrets = shipped.map((s) => ({ ...s, stringData: Object.fromEntries(Object.keys(s.stringData ?? {}).map((k) => [k, randomBytes(32).toString('hex')])) }));
+    const env = podEnv(container?.env ?? [], secrets, 'challenge-engine-abc12-xyz');
     const config = loadConfig(env);
     expect(config.namespace).toBe(NS);
     expect(config.engineNamespace).toBe(NS);
@@ -211,7 +221,6 @@ describe('manifests/ (kustomize base)', () => {
     expect(config.tokenSecret).toBe(secrets.find((s) => s.metadata?.name === 'challenge-engine-token')?.stringData?.['token-secret']);
     // The flag key Secret the engine reads must exist under that name and key.
     expect(secrets.find((s) => s.metadata?.name === 'challenge-engine-flag-key')?.stringData?.['flag-key']).toBeDefined();
-    for (const s of secrets) for (const v of Object.values(s.stringData ?? {})) expect(v, s.metadata?.name).toMatch(/^CHANGE-ME-/);
   });
 
   it('keeps engine Pods out of the sessions default deny and selects them everywhere else', () => {

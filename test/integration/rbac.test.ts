@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -247,6 +248,13 @@ describe('the engine ServiceAccount', () => {
   });
 });
 
+/** Fresh random values for the rendered Secrets, as an organiser sets before the first apply: the engine refuses the placeholders. */
+function replacePlaceholders(): void {
+  for (const s of rendered.filter((o) => o.kind === 'Secret') as V1Secret[]) {
+    s.stringData = Object.fromEntries(Object.keys(s.stringData ?? {}).map((k) => [k, randomBytes(32).toString('hex')]));
+  }
+}
+
 /** The container environment of the Deployment, Secrets resolved from the rendered manifests. */
 function deploymentEnv(podName: string): Record<string, string> {
   const d = rendered.find((o) => o.kind === 'Deployment') as V1Deployment | undefined;
@@ -290,7 +298,8 @@ describe('the engine running as that ServiceAccount', () => {
     // Never start a second controller in a `ctf` namespace this test did not create.
     if (!createdNamespace) ctx.skip();
     const admin = cluster.kube;
-    // What an organiser provides: the Secrets (placeholders are valid keys) and the Challenges.
+    // What an organiser provides: the Secrets, their placeholders replaced, and the Challenges.
+    replacePlaceholders();
     const secrets = rendered.filter((o) => o.kind === 'Secret');
     await kubectlIn(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: secrets }));
     await admin.core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'crypto-baby-rsa-flag' }, stringData: { flag: 'CTF{static_rbac}' } } });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, guessableSecret, loadConfig } from '../../src/config.js';
 
-const base = { CTF_FLAG_SECRET: 'literal:0123456789abcdef', CTF_TOKEN_SECRET: 'x'.repeat(32) };
+const base = { CTF_FLAG_SECRET: 'literal:0123456789abcdef', CTF_TOKEN_SECRET: '5f0c9e2b7a4d1836c0e9f7a2b5d8c14e' };
 
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
@@ -69,3 +69,71 @@ describe('loadConfig', () => {
     expect(loadConfig({ CTF_FLAG_SECRET: base.CTF_FLAG_SECRET, CTF_API: 'false' }).runApi).toBe(false);
   });
 });
+
+describe('guessableSecret', () => {
+  it.each([
+    ['CHANGE-ME-token-secret-generate-with-openssl-rand-hex-32', /placeholder/],
+    ['change-me', /placeholder/],
+    ['  Change-Me-later\n', /placeholder/],
+    ['x'.repeat(32), /one short pattern repeated/],
+    ['ab'.repeat(20), /one short pattern repeated/],
+    ['1234'.repeat(8), /one short pattern repeated/],
+    ['\0'.repeat(32), /one short pattern repeated/],
+    ['   \n\t ', /blank/],
+  ])('refuses %j', (value, reason) => {
+    expect(guessableSecret(value)).toMatch(reason);
+  });
+
+  it.each([
+    '5f0c9e2b7a4d1836c0e9f7a2b5d8c14e',
+    'test-token-secret-0123456789abcdef0123',
+    '0123456789abcdef',
+    'abcde'.repeat(8),
+    'not-a-placeholder: CHANGE-ME',
+  ])('accepts %j', (value) => {
+    expect(guessableSecret(value)).toBeUndefined();
+  });
+});
+
+describe('loadConfig refuses guessable secrets', () => {
+  const placeholder = 'CHANGE-ME-token-secret-generate-with-openssl-rand-hex-32';
+
+  it.each([
+    ['the shipped placeholder', placeholder, 'holds a placeholder (it starts with CHANGE-ME)'],
+    ['a placeholder in lower case after blanks', `  ${placeholder.toLowerCase()}`, 'holds a placeholder'],
+    ['one character repeated', 'z'.repeat(48), 'holds a guessable value'],
+  ])('CTF_TOKEN_SECRET: %s, naming the variable and the Secret it comes from, not the value', (_what, value, reason) => {
+    const err = catchConfigError({ ...base, CTF_TOKEN_SECRET: value });
+    expect(err.message).toContain(`  CTF_TOKEN_SECRET: ${reason}`);
+    expect(err.message).toContain('in manifests/ it comes from Secret challenge-engine-token, key token-secret: replace it with the output of openssl rand -hex 32');
+    expect(err.message).not.toContain(value.trim());
+  });
+
+  it.each([
+    ['a placeholder', 'literal:CHANGE-ME-flag-key-generate-with-openssl-rand-hex-32', 'CHANGE-ME-flag-key'],
+    ['one character repeated', `literal:${'0'.repeat(32)}`, '0'.repeat(32)],
+  ])('CTF_FLAG_SECRET=literal: with %s', (_what, value, secret) => {
+    const err = catchConfigError({ ...base, CTF_FLAG_SECRET: value });
+    expect(err.message).toMatch(/^ {2}CTF_FLAG_SECRET: the literal:<key> holds a (placeholder|guessable value).*: replace it with the output of openssl rand -hex 32$/m);
+    expect(err.message).not.toContain(secret);
+  });
+
+  it('reports a placeholder token with the other bad values at once', () => {
+    const err = catchConfigError({ ...base, CTF_TOKEN_SECRET: placeholder, PORT: 'x' });
+    expect(err.message).toMatch(/PORT[\s\S]*CTF_TOKEN_SECRET: holds a placeholder/);
+  });
+
+  it('takes a Secret name for the flag key as it is: the engine checks the key it reads', () => {
+    expect(loadConfig({ ...base, CTF_FLAG_SECRET: 'challenge-engine-flag-key' }).flagKey).toEqual({ secretName: 'challenge-engine-flag-key', key: 'flag-key' });
+  });
+});
+
+function catchConfigError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('loadConfig accepted the environment');
+}

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { DomainError, type Caller, type SessionService, type SessionView } from '../../sessions/types.js';
+import { DomainError, type SessionService } from '../../sessions/types.js';
 import { callerOf } from '../auth.js';
 import { HttpProblem, problemResponses } from '../problem.js';
 import { documented, queryBoolean, sessionEnvelope, sessionIdSchema, sessionViewSchema } from '../schemas.js';
@@ -14,7 +14,7 @@ const waitSeconds = z
   .transform(Number)
   .pipe(z.number().max(MAX_WAIT_SECONDS, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`));
 
-/** Listing, reading (optionally long-polling until ready) and extending sessions. */
+/** Listing and reading sessions (either optionally long-polling until ready) and extending them. */
 export function sessionRoutes(app: ZodApp, service: SessionService, closing: AbortSignal): void {
   app.get(
     '/api/sessions',
@@ -22,15 +22,24 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
       schema: {
         tags: ['sessions'],
         summary: "List the caller's sessions",
-        description: 'Admins may pass all=true to list every session; players get their own either way.',
+        description:
+          "Admins may pass all=true to list every session; players get their own either way. " +
+          `With wait=N (0-${MAX_WAIT_SECONDS}) the reply is held until none of the listed sessions is still starting (each is ready or failed), or N seconds have passed; with no sessions it comes at once.`,
         security: BEARER,
-        querystring: z.object({ all: documented(queryBoolean, 'Every session, not just the caller\'s (admins only; ignored for players)').optional() }),
+        querystring: z.object({
+          all: documented(queryBoolean, 'Every session, not just the caller\'s (admins only; ignored for players)').optional(),
+          wait: documented(waitSeconds, `Seconds to wait for every listed session to become ready or fail (0-${MAX_WAIT_SECONDS})`).optional(),
+        }),
         response: { 200: documented(z.object({ sessions: z.array(sessionViewSchema) }), 'The sessions, newest state from the cache'), ...problemResponses(400, 401) },
       },
     },
-    (request) => {
+    async (request, reply) => {
       const caller = callerOf(request);
-      return { sessions: service.list(caller, caller.admin && request.query.all === true) };
+      const all = caller.admin && request.query.all === true;
+      const wait = request.query.wait ?? 0;
+      if (wait === 0) return { sessions: service.list(caller, all) };
+      const sessions = await longPoll((signal) => service.waitList(caller, all, wait * 1000, signal), () => service.list(caller, all), reply.raw, closing);
+      return { sessions };
     },
   );
 
@@ -52,7 +61,8 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
       const { id } = request.params;
       const wait = request.query.wait ?? 0;
       if (wait === 0) return { session: service.get(caller, id) };
-      return { session: await longPoll(service, caller, id, wait * 1000, reply.raw, closing) };
+      const session = await longPoll((signal) => service.waitReady(caller, id, wait * 1000, signal), () => service.get(caller, id), reply.raw, closing);
+      return { session };
     },
   );
 
@@ -72,17 +82,10 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
 }
 
 /**
- * Waits through the service, giving up early when the client goes away (no one to answer) or the
- * server is shutting down (answer with the current view rather than hold up the shutdown).
+ * Runs a wait of the service, giving up early when the client goes away (no one to answer) or
+ * the server is shutting down (answer with `current()` rather than hold up the shutdown).
  */
-async function longPoll(
-  service: SessionService,
-  caller: Caller,
-  id: string,
-  timeoutMs: number,
-  res: ServerResponse,
-  closing: AbortSignal,
-): Promise<SessionView> {
+async function longPoll<T>(wait: (signal: AbortSignal) => Promise<T>, current: () => T, res: ServerResponse, closing: AbortSignal): Promise<T> {
   const controller = new AbortController();
   let clientGone = false;
   const onClose = () => {
@@ -95,11 +98,11 @@ async function longPoll(
   closing.addEventListener('abort', onClosing, { once: true });
   if (closing.aborted) controller.abort();
   try {
-    return await service.waitReady(caller, id, timeoutMs, controller.signal);
+    return await wait(controller.signal);
   } catch (err) {
     if (err instanceof DomainError || !controller.signal.aborted) throw err;
     if (clientGone) throw new HttpProblem(499, 'client-closed-request', 'the client closed the connection');
-    return service.get(caller, id);
+    return current();
   } finally {
     res.off('close', onClose);
     closing.removeEventListener('abort', onClosing);

@@ -24,6 +24,8 @@ const badRequests: [string, Req, number, RegExp][] = [
   ['stop: malformed id', { method: 'DELETE', url: '/api/challenges/Not_An_Id' }, 400, /^path\.sessionId: must be a session id/],
   ['stop: id too long', { method: 'DELETE', url: `/api/challenges/${'a'.repeat(53)}` }, 400, /^path\.sessionId: must be a session id/],
   ['list: bad all', { method: 'GET', url: '/api/sessions?all=maybe' }, 400, /^query\.all: /],
+  ['list: wait above 60', { method: 'GET', url: '/api/sessions?wait=61' }, 400, /^query\.wait: must be a whole number of seconds from 0 to 60$/],
+  ['list: fractional wait', { method: 'GET', url: '/api/sessions?wait=0.5' }, 400, /^query\.wait: /],
   ['list: wrong method', { method: 'DELETE', url: '/api/sessions' }, 405, /use GET, HEAD$/],
   ['get: malformed id', { method: 'GET', url: '/api/sessions/1abc' }, 400, /^path\.id: must be a session id/],
   ['get: wait above 60', { method: 'GET', url: `/api/sessions/${SID}?wait=61` }, 400, /^query\.wait: must be a whole number of seconds from 0 to 60$/],

@@ -44,6 +44,8 @@ export class FakeSessionService implements SessionService {
   isReady = true;
   /** Replaces waitReady's behaviour; the default resolves at once with the current view. */
   waitReadyImpl?: (caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal) => Promise<SessionView>;
+  /** Replaces waitList's behaviour; the default resolves at once with the current list. */
+  waitListImpl?: (caller: Caller, all: boolean, timeoutMs: number, signal?: AbortSignal) => Promise<SessionView[]>;
   private readonly failures = new Map<Method, Error>();
   private counter = 0;
 
@@ -107,6 +109,12 @@ export class FakeSessionService implements SessionService {
   list(caller: Caller, all?: boolean): SessionView[] {
     this.record('list', [caller, all]);
     return [...this.sessions.values()].filter((s) => (all && caller.admin) || s.user === caller.user);
+  }
+
+  waitList(caller: Caller, all: boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionView[]> {
+    this.record('waitList', [caller, all, timeoutMs, signal]);
+    if (this.waitListImpl) return this.waitListImpl(caller, all, timeoutMs, signal);
+    return Promise.resolve([...this.sessions.values()].filter((s) => (all && caller.admin) || s.user === caller.user));
   }
 
   get(caller: Caller, id: string): SessionView {

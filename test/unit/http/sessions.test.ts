@@ -160,3 +160,80 @@ describe('long-poll GET /api/sessions/:id?wait=', () => {
     expect(res.json()).toMatchObject({ session: { id: s.id, ready: false } });
   });
 });
+
+describe('long-poll GET /api/sessions?wait=', () => {
+  it.each([
+    [undefined, 'list', undefined],
+    ['0', 'list', undefined],
+    ['1', 'waitList', 1_000],
+    ['60', 'waitList', 60_000],
+  ])('wait=%s reads through %s', async (wait, method, timeoutMs) => {
+    const { app, auth, service } = await harness();
+    const s = service.addSession('alice', 'web-notes', { phase: 'Pending', ready: false });
+    const res = await app.inject({ method: 'GET', url: `/api/sessions${wait === undefined ? '' : `?wait=${wait}`}`, headers: await auth() });
+    expect(res.statusCode).toBe(200);
+    expect(res.json<{ sessions: SessionView[] }>().sessions.map((v) => v.id)).toEqual([s.id]);
+    expect(service.callsOf('waitList')).toHaveLength(method === 'waitList' ? 1 : 0);
+    if (timeoutMs !== undefined) {
+      const [caller, all, ms, signal] = service.callsOf('waitList')[0] ?? [];
+      expect([caller, all, ms]).toEqual([{ user: 'alice', admin: false }, false, timeoutMs]);
+      expect(signal).toBeInstanceOf(AbortSignal);
+    }
+  });
+
+  it('passes all=true on for admins only', async () => {
+    const { app, auth, service } = await harness();
+    await app.inject({ method: 'GET', url: '/api/sessions?all=true&wait=3', headers: await auth('root', { admin: true }) });
+    await app.inject({ method: 'GET', url: '/api/sessions?all=true&wait=3', headers: await auth('alice') });
+    expect(service.callsOf('waitList').map(([, all]) => all)).toEqual([true, false]);
+  });
+
+  it('releases waiting clients with the current list when the server closes', async () => {
+    const { app, auth, service } = await harness();
+    const s = service.addSession('alice', 'web-notes', { ready: false, phase: 'Provisioning' });
+    let waiting!: () => void;
+    const started = new Promise<void>((r) => (waiting = r));
+    service.waitListImpl = (_c, _all, _ms, signal) =>
+      new Promise((_resolve, reject) => {
+        signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+        waiting();
+      });
+    const pending = app.inject({ method: 'GET', url: '/api/sessions?wait=60', headers: await auth() });
+    await started;
+    const t0 = Date.now();
+    await app.close();
+    const res = await pending;
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ sessions: [{ id: s.id, ready: false }] });
+  });
+
+  it('aborts the wait when the client disconnects', async () => {
+    const { app, auth, service } = await harness();
+    service.addSession('alice', 'web-notes', { ready: false, phase: 'Provisioning' });
+    let waiting!: () => void;
+    const started = new Promise<void>((r) => (waiting = r));
+    let aborted!: () => void;
+    const abortSeen = new Promise<void>((r) => (aborted = r));
+    service.waitListImpl = (_c, _all, _ms, signal) =>
+      new Promise((_resolve, reject) => {
+        signal?.addEventListener('abort', () => {
+          aborted();
+          reject(new DOMException('aborted', 'AbortError'));
+        });
+        waiting();
+      });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { port } = app.server.address() as AddressInfo;
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/api/sessions?wait=30', headers: await auth() });
+      req.on('error', () => undefined);
+      req.end();
+      await started;
+      req.destroy();
+      await abortSeen;
+    } finally {
+      await app.close();
+    }
+  });
+});
