@@ -134,6 +134,8 @@ function printJourney(player: string, admin: string, state: ClusterState): void 
   const h = `-H "Authorization: Bearer $TOKEN"`;
   process.stdout.write(`
 challenge-engine is starting on ${base} (namespace ${namespace}); API docs: ${base}/docs
+The player page, signed in as player1 (the token goes in the fragment, as a scoreboard links it):
+  ${base}/play#token=${player}
 
   export KUBECONFIG=${state.kubeconfig}
   export TOKEN=${player}
@@ -182,11 +184,18 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
     ...(gw ? gatewayEnv(gw) : {}),
   };
+  // The player page, rebuilt on every change to web/.
+  const tsx = join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+  const web = spawn(process.execPath, [tsx, join(REPO_ROOT, 'scripts', 'build-web.ts'), '--watch'], { stdio: ['ignore', 'inherit', 'inherit'] });
   const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'watch', '--clear-screen=false', join(REPO_ROOT, 'src', 'main.ts')], { env, stdio: 'inherit' });
-  const stop = () => child.kill('SIGTERM');
+  const stop = () => {
+    web.kill('SIGTERM');
+    child.kill('SIGTERM');
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   child.on('exit', (code) => {
+    web.kill('SIGTERM');
     say('engine stopped; the local cluster keeps running (npm run cluster:down stops it)');
     process.exit(code ?? 0);
   });

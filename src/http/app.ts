@@ -21,6 +21,7 @@ import { challengeRoutes } from './routes/challenges.js';
 import { flagRoutes } from './routes/flags.js';
 import { accessRoutes, forwardAuthRoutes } from './routes/access.js';
 import { operationsRoutes } from './routes/operations.js';
+import { pageRoutes, type PageOptions } from './routes/page.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { apiSchemas } from './schemas.js';
 import type { ZodApp } from './types.js';
@@ -39,6 +40,8 @@ export interface AppDeps {
   /** Wrong-flag limits; false turns limiting off (benchmarks). */
   rateLimit?: WrongFlagLimits | false;
   bodyLimitBytes?: number;
+  /** The player page at /play; absent: not served. */
+  page?: PageOptions;
 }
 
 export const DEFAULT_BODY_LIMIT = 16 * 1024;
@@ -128,6 +131,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     done();
   });
   operationsRoutes(app, deps.service, deps.metrics, app.log);
+  if (deps.page) {
+    const page = deps.page;
+    await app.register(async (web: ZodApp) => pageRoutes(web, page));
+  }
 
   await app.ready();
   return app;
