@@ -196,6 +196,11 @@ describe('the deployed engine behind the gateway', () => {
     expect(podIp).toBeTruthy();
     const health = await api('GET', '/readyz', {});
     expect(health.status).toBe(200);
+    // The image carries the player page, served through the gateway on the API's host.
+    const page = await api('GET', '/play', {});
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('/play/app.js');
+    expect(String(page.headers['content-security-policy'])).toContain("script-src 'self'");
     // A Pod of another namespace tries the engine's Pod and Service; the gateway is the control.
     const probeNs = 'deploy-probe';
     await kubectl(['create', 'namespace', probeNs, '--dry-run=client', '-o', 'yaml']).then((y) => kubectl(['apply', '-f', '-'], y));

@@ -205,7 +205,10 @@ function Instance({ api, challenge, session, now, busy, act, open, onSession, on
       setResult(undefined);
       const correct = await api.submit(session.id, flag.trim());
       setResult(correct ? 'Correct! The flag is accepted.' : 'Wrong flag. Try again.');
-      if (correct) setFlag('');
+      if (correct) {
+        setFlag('');
+        onSession({ ...session, solved: true });
+      }
     });
   };
   return (
