@@ -59,6 +59,19 @@ const envSchema = z.object({
     }
   }),
   CTF_FLAG_SECRET_KEY: z.string().default('flag-key'),
+  CTF_JWKS_URL: z
+    .string()
+    .url('must be the https URL of the issuer\'s JWKS')
+    .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+    .optional(),
+  CTF_TOKEN_ISSUER: z.string().min(1).optional(),
+  CTF_TOKEN_AUDIENCE: z.string().min(1).optional(),
+  CTF_TOKEN_USER_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]+$/, 'must be a claim name (a.b for nested claims)').default('sub'),
+  CTF_TOKEN_TEAM_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]+$/, 'must be a claim name (a.b for nested claims)').default('team'),
+  CTF_TOKEN_ADMIN_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]+$/, 'must be a claim name (a.b for nested claims)').default('role'),
+  CTF_TOKEN_ADMIN_VALUE: z.string().min(1).default('admin'),
+  CTF_JWKS_CACHE_SECONDS: int(10, 86_400).default(600),
+  CTF_JWKS_COOLDOWN_SECONDS: int(1, 3600).default(30),
   CTF_EXTERNAL_DOMAIN: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name').optional(),
   CTF_CLUSTER_DOMAIN: z.string().default('cluster.local'),
   CTF_GATEWAY: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be <namespace>/<name> of a Gateway').optional(),
@@ -102,6 +115,8 @@ export interface Config {
   namespace: string;
   engineNamespace: string;
   tokenSecret: string | undefined;
+  /** Tokens of an OIDC/JWKS issuer, beside (or instead of) the shared secret. */
+  oidc: { jwksUrl: string; issuer: string; audience: string; claims: { user: string; team: string; admin: string }; adminValue: string; cacheSeconds: number; cooldownSeconds: number } | undefined;
   flagKey: { literal: string } | { secretName: string; key: string };
   externalDomain: string | undefined;
   clusterDomain: string;
@@ -144,7 +159,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = r.data;
-  if (e.CTF_API && !e.CTF_TOKEN_SECRET) throw new ConfigError('invalid configuration:\n  CTF_TOKEN_SECRET: is required when the API runs (CTF_API=true)');
+  if (e.CTF_API && !e.CTF_TOKEN_SECRET && !e.CTF_JWKS_URL) throw new ConfigError('invalid configuration:\n  CTF_TOKEN_SECRET: is required when the API runs (CTF_API=true), unless CTF_JWKS_URL names an issuer');
+  if (e.CTF_JWKS_URL && (!e.CTF_TOKEN_ISSUER || !e.CTF_TOKEN_AUDIENCE)) {
+    const missing = [!e.CTF_TOKEN_ISSUER && '  CTF_TOKEN_ISSUER: is required with CTF_JWKS_URL (the iss of the issuer\'s tokens)', !e.CTF_TOKEN_AUDIENCE && '  CTF_TOKEN_AUDIENCE: is required with CTF_JWKS_URL (the aud the issuer sets for this API)'].filter(Boolean);
+    throw new ConfigError(`invalid configuration:\n${missing.join('\n')}`);
+  }
   if (e.CTF_GATEWAY && !e.CTF_EXTERNAL_DOMAIN) throw new ConfigError('invalid configuration:\n  CTF_EXTERNAL_DOMAIN: is required with CTF_GATEWAY (the wildcard domain of the public hosts)');
   const flag = e.CTF_FLAG_SECRET;
   const listener = (v: string) => (v === 'none' ? undefined : v);
@@ -157,6 +176,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     namespace: e.CTF_NAMESPACE,
     engineNamespace: e.CTF_ENGINE_NAMESPACE ?? e.CTF_NAMESPACE,
     tokenSecret: e.CTF_TOKEN_SECRET,
+    oidc:
+      e.CTF_JWKS_URL && e.CTF_TOKEN_ISSUER && e.CTF_TOKEN_AUDIENCE
+        ? {
+            jwksUrl: e.CTF_JWKS_URL,
+            issuer: e.CTF_TOKEN_ISSUER,
+            audience: e.CTF_TOKEN_AUDIENCE,
+            claims: { user: e.CTF_TOKEN_USER_CLAIM, team: e.CTF_TOKEN_TEAM_CLAIM, admin: e.CTF_TOKEN_ADMIN_CLAIM },
+            adminValue: e.CTF_TOKEN_ADMIN_VALUE,
+            cacheSeconds: e.CTF_JWKS_CACHE_SECONDS,
+            cooldownSeconds: e.CTF_JWKS_COOLDOWN_SECONDS,
+          }
+        : undefined,
     flagKey: flag.startsWith('literal:') ? { literal: flag.slice('literal:'.length) } : { secretName: flag, key: e.CTF_FLAG_SECRET_KEY },
     externalDomain: e.CTF_EXTERNAL_DOMAIN,
     clusterDomain: e.CTF_CLUSTER_DOMAIN,

@@ -9,6 +9,7 @@ import { createMetrics } from './metrics.js';
 import { sessionService, startEngine } from './engine.js';
 import { buildApp } from './http/app.js';
 import { createTokenVerifier } from './http/auth.js';
+import { combinedVerifier, createOidcVerifier } from './http/oidc.js';
 import { defaultPageDir } from './http/routes/page.js';
 
 async function main(): Promise<void> {
@@ -25,9 +26,10 @@ async function main(): Promise<void> {
   const engine = await startEngine(config, log, { metrics });
 
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
-  if (config.runApi && config.tokenSecret) {
+  if (config.runApi && (config.tokenSecret || config.oidc)) {
     const service = sessionService(engine, log);
-    app = await buildApp({ service, tokens: createTokenVerifier(config.tokenSecret), metrics, log, corsOrigins: config.corsOrigins, page: { dir: config.page.dir ?? defaultPageDir(), scoreboardUrl: config.page.scoreboardUrl } });
+    const tokens = combinedVerifier(config.tokenSecret ? createTokenVerifier(config.tokenSecret) : undefined, config.oidc ? createOidcVerifier(config.oidc) : undefined);
+    app = await buildApp({ service, tokens, metrics, log, corsOrigins: config.corsOrigins, page: { dir: config.page.dir ?? defaultPageDir(), scoreboardUrl: config.page.scoreboardUrl } });
     await app.listen({ port: config.port, host: config.host });
   }
 
