@@ -94,8 +94,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.setErrorHandler(createErrorHandler(bodyLimit));
   const routes = new RouteTable();
+  app.setErrorHandler(createErrorHandler(bodyLimit, routes));
   app.addHook('onRoute', (route) => routes.add(route.method, route.url));
   app.setNotFoundHandler(createNotFoundHandler(routes));
   acceptJsonOnly(app);

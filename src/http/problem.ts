@@ -134,8 +134,12 @@ export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyR
 }
 
 /** The single error handler: map, log, reply. `bodyLimit` is the app's, for routes without their own. */
-export function createErrorHandler(bodyLimit: number) {
+export function createErrorHandler(bodyLimit: number, routes?: RouteTable) {
+  const notFound = routes && createNotFoundHandler(routes);
   return function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+    // A request no route matched can still fail before the not-found handler runs (fastify wants
+    // a Content-Type for a QUERY body): it is a wrong method or an unknown path all the same.
+    if (notFound && request.is404 && !(err instanceof HttpProblem)) return notFound(request, reply);
     let problem: HttpProblem | undefined;
     if (err instanceof HttpProblem) problem = err;
     else if (err instanceof DomainError) problem = problemFromDomain(err);

@@ -7,7 +7,8 @@ import { PHASES, SESSION_NAME_PATTERN, endpointSchema } from '../api/session.js'
  * `apiSchemas` become named components of that document.
  */
 
-export const apiSchemas = z.registry<{ id?: string; description?: string }>();
+/** Named schemas of the document; `oneOf` states in JSON Schema what a refine checks in code. */
+export const apiSchemas = z.registry<{ id?: string; description?: string; oneOf?: { required: string[] }[] }>();
 
 /**
  * A copy of `schema` carrying a description for the OpenAPI document. Zod's own .describe()
@@ -73,7 +74,8 @@ const flagSubmissionSchema = z
   .refine((s) => (s.sessionId === undefined) !== (s.challenge === undefined), {
     message: 'give exactly one of sessionId and challenge',
   })
-  .register(apiSchemas, { id: 'FlagSubmission', description: 'Exactly one of sessionId and challenge, and the flag' });
+  // The refine above in the document's terms: exactly one of the two keys is present.
+  .register(apiSchemas, { id: 'FlagSubmission', description: 'Exactly one of sessionId and challenge, and the flag', oneOf: [{ required: ['sessionId'] }, { required: ['challenge'] }] });
 
 export type FlagSubmission = z.infer<typeof flagSubmissionSchema>;
 

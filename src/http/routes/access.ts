@@ -76,9 +76,11 @@ export function forwardAuthRoutes(app: ZodApp, service: SessionService): void {
     const decision = await service.authorize({ host: first(h['x-forwarded-host']) ?? h.host, uri, cookie: h.cookie });
     return answer(reply, decision);
   };
-  // Documented once (GET); every other method and Envoy's prefixed paths get the same handler.
-  app.route({ method: 'GET', url: FORWARD_AUTH_PATH, schema, handler });
-  app.route({ method: METHODS.filter((m) => m !== 'GET' && m !== 'HEAD'), url: FORWARD_AUTH_PATH, schema: { ...schema, hide: true }, handler });
+  // Gateways forward the original method: every method a document can name is documented, the
+  // others (WebDAV's and the like) and Envoy's prefixed paths get the same handler, unlisted.
+  const documentedMethods = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'];
+  app.route({ method: documentedMethods, url: FORWARD_AUTH_PATH, schema, handler });
+  app.route({ method: METHODS.filter((m) => !documentedMethods.includes(m) && m !== 'HEAD'), url: FORWARD_AUTH_PATH, schema: { ...schema, hide: true }, handler });
   app.route({ method: METHODS.filter((m) => m !== 'HEAD'), url: `${FORWARD_AUTH_PATH}/*`, schema: { ...schema, hide: true }, handler });
 }
 

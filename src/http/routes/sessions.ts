@@ -8,11 +8,14 @@ import { BEARER, type ZodApp } from '../types.js';
 
 export const MAX_WAIT_SECONDS = 60;
 
+/**
+ * A query string, so a string: the pattern itself admits exactly 0-60, and the published
+ * document carries it, so a client generated from the document cannot send 61.
+ */
 const waitSeconds = z
   .string()
-  .regex(/^[0-9]{1,2}$/, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`)
-  .transform(Number)
-  .pipe(z.number().max(MAX_WAIT_SECONDS, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`));
+  .regex(/^(?:[0-9]|[1-5][0-9]|60)$/, `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`)
+  .transform(Number);
 
 /** Listing and reading sessions (either optionally long-polling until ready) and extending them. */
 export function sessionRoutes(app: ZodApp, service: SessionService, closing: AbortSignal): void {

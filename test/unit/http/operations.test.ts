@@ -10,7 +10,8 @@ const CONTRACT = [
   ['get', '/api/sessions/{id}'],
   ['post', '/api/sessions/{id}/extend'],
   ['post', '/api/sessions/{id}/access'],
-  ['get', '/gateway/auth'],
+  // Gateways forward the original method to the forward-auth endpoint.
+  ...(['get', 'post', 'put', 'patch', 'delete', 'options', 'trace'] as const).map((m) => [m, '/gateway/auth'] as const),
   ['post', '/api/flags'],
   ['post', '/api/flags/batch'],
   ['get', '/healthz'],
