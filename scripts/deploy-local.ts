@@ -27,6 +27,9 @@ async function main(): Promise<void> {
   process.stdout.write(`
 challenge-engine ${image.tag} runs in namespace ${ENGINE_NAMESPACE} (2 replicas), behind the gateway at ${base}
 ${reachable ? '' : `(127.0.0.1:${node.gateway.httpPort} was taken: reach the gateway at ${node.gateway.address} with curl --connect-to)\n`}
+The player page, signed in as player1 (open it in a browser on this machine):
+  ${base}/play#token=${player}
+
   export KUBECONFIG=${state.kubeconfig}
   export TOKEN=${player}
   export ADMIN_TOKEN=${admin}
