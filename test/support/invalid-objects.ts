@@ -152,6 +152,9 @@ export const invalidObjects: readonly InvalidCase[] = [
   challenge('flag for a container that does not exist', 'spec.flag.containers', set('spec.flag.containers', ['app', 'worker'])),
   challenge('secret name with upper-case letters', 'spec.flag.static.secretRef.name', unset('spec.flag.dynamic'), set('spec.flag.static', { secretRef: { name: 'Flag', key: 'flag' } })),
 
+  // Ownership.
+  challenge('owner that is neither user nor team', 'spec.owner', set('spec.owner', 'clan')),
+
   // Lifetime.
   challenge('default lifetime longer than the maximum', 'spec.lifetime.default', set('spec.lifetime.default', '4h')),
   challenge('default lifetime under a minute', 'spec.lifetime.default', set('spec.lifetime.default', '30s')),
