@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ChallengeSession } from '../api/session.js';
-import { sessionSchema } from '../api/session.js';
+import { sameOwner, sessionOwner, sessionSchema } from '../api/session.js';
 import { classifyError, ignoreNotFound } from '../kube/errors.js';
 import { desiredSession } from '../reconcile/desired-session.js';
 import { formatExpiry, initialExpiry } from '../reconcile/expiry.js';
@@ -88,15 +88,16 @@ async function settleDuplicate(d: PlayerDeps, session: ChallengeSession): Promis
 }
 
 /**
- * Another live session of the same user and challenge that existed when `own` was created:
+ * Another live session of the same owner and challenge that existed when `own` was created:
  * a list at exactly the create's resourceVersion holds everything created before it and
  * nothing after, so of two concurrent creators exactly the later one finds the other.
  */
 async function olderDuplicate(d: PlayerDeps, own: ChallengeSession): Promise<ChallengeSession | undefined> {
   const rv = own.metadata.resourceVersion;
   if (!rv) return undefined;
-  for (const s of await d.live.sessionsAt(own.spec.user, own.spec.challenge, rv)) {
-    if (s.metadata.uid !== own.metadata.uid && s.spec.user === own.spec.user && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
+  const owner = sessionOwner(own.spec);
+  for (const s of await d.live.sessionsAt(owner, own.spec.challenge, rv)) {
+    if (s.metadata.uid !== own.metadata.uid && sameOwner(sessionOwner(s.spec), owner) && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
   }
   return undefined;
 }

@@ -175,6 +175,8 @@ export const invalidObjects: readonly InvalidCase[] = [
   session('user with a space', 'spec.user', set('spec.user', 'alice smith')),
   session('user over 128 characters', 'spec.user', set('spec.user', 'a'.repeat(129))),
   session('team with a slash', 'spec.team', set('spec.team', 'red/blue')),
+  session('team-owned session without a team', 'spec.team', unset('spec.team'), set('spec.owner', 'team')),
+  session('session owner that is neither user nor team', 'spec.owner', set('spec.owner', 'clan')),
   session('challenge that is not a DNS label', 'spec.challenge', set('spec.challenge', 'Web_Notes')),
   session('session name starting with a digit', 'metadata.name', set('metadata.name', '1-web-notes')),
   session('session name over 52 characters', 'metadata.name', set('metadata.name', `s${'x'.repeat(52)}`)),
