@@ -49,6 +49,7 @@ function harness() {
     log: silentLog,
     metrics: createMetrics(),
     flagKey: Buffer.alloc(32, 1),
+    instanceOwner: 'user',
     now: () => NOW,
   };
   mem.challenges.put(webChallenge());
