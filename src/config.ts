@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { OWNER_MODES, type OwnerMode } from './api/common.js';
 
 /**
  * The engine's configuration, parsed once from the environment. Every bad or missing value is
@@ -85,6 +86,7 @@ const envSchema = z.object({
   CTF_ENTRY_POD_SELECTOR: selector.optional(),
   CTF_EXTRA_FORBIDDEN_CIDRS: z.string().optional(),
   CTF_MAX_SESSIONS_PER_USER: int(1, 100).default(3),
+  CTF_INSTANCE_OWNER: z.enum(OWNER_MODES, 'must be user or team').default('user'),
   CTF_RECONCILE_CONCURRENCY: int(1, 256).default(16),
   CTF_RESYNC_SECONDS: int(1, 86_400).default(600),
   CTF_WATCH_TIMEOUT_SECONDS: int(5, 3600).optional(),
@@ -126,7 +128,10 @@ export interface Config {
   publicAccess: { httpScheme: 'http' | 'https'; httpPort: number; tlsPort: number };
   entryPoint: { namespaceSelector?: Record<string, string>; podSelector?: Record<string, string> };
   extraForbiddenCidrs: string[];
+  /** Concurrent sessions per owner: a user, or a team for team-owned instances. */
   maxSessionsPerUser: number;
+  /** Who an instance belongs to when its Challenge does not say (spec.owner). */
+  instanceOwner: OwnerMode;
   reconcileConcurrency: number;
   resyncMs: number;
   /** Period of the pod-cache audit (0: off). */
@@ -211,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     },
     extraForbiddenCidrs: e.CTF_EXTRA_FORBIDDEN_CIDRS ? e.CTF_EXTRA_FORBIDDEN_CIDRS.split(',').map((s) => s.trim()) : [],
     maxSessionsPerUser: e.CTF_MAX_SESSIONS_PER_USER,
+    instanceOwner: e.CTF_INSTANCE_OWNER,
     reconcileConcurrency: e.CTF_RECONCILE_CONCURRENCY,
     resyncMs: e.CTF_RESYNC_SECONDS * 1000,
     auditMs: e.CTF_CACHE_AUDIT_SECONDS * 1000,

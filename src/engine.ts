@@ -152,6 +152,7 @@ export function sessionService(engine: Engine, log: Logger): KubeSessionService 
     metrics: engine.metrics,
     flagKey: engine.flagKey,
     maxSessionsPerUser: engine.config.maxSessionsPerUser,
+    instanceOwner: engine.config.instanceOwner,
     publicHttp: { scheme: engine.config.publicAccess.httpScheme, port: engine.config.publicAccess.httpPort },
   });
 }

@@ -78,7 +78,7 @@ export function createMetrics() {
     sessionsFailed: new Counter({ name: 'challenge_engine_sessions_failed_total', help: 'Sessions that entered Failed, by reason', labelNames: ['reason'], registers: r }),
     flagSubmissions: new Counter({ name: 'challenge_engine_flag_submissions_total', help: 'Flag submissions by result', labelNames: ['result'], registers: r }),
     solves: new Counter({ name: 'challenge_engine_solves_total', help: 'Sessions recorded as solved (one status write each), by challenge', labelNames: ['challenge'], registers: r }),
-    flagSharing: new Counter({ name: 'challenge_engine_flag_sharing_suspected_total', help: 'Correct flags of one user submitted by another', registers: r }),
+    flagSharing: new Counter({ name: 'challenge_engine_flag_sharing_suspected_total', help: 'Flags of a session submitted by someone who does not own it (another user, or a member of another team)', registers: r }),
     extensions: new Counter({ name: 'challenge_engine_session_extensions_total', help: 'Session extensions by result', labelNames: ['result'], registers: r }),
     httpDuration: new Histogram({
       name: 'http_request_duration_seconds',

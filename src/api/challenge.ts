@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { API_VERSION, CHALLENGE_KIND } from './group.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
-import { objectMeta, DNS_LABEL, dnsLabel } from './common.js';
+import { objectMeta, DNS_LABEL, dnsLabel, OWNER_MODES } from './common.js';
 import { isCidr } from './cidr.js';
 
 /**
@@ -145,6 +145,11 @@ export const challengeSpecSchema = z
     expose: z.array(exposeSchema).min(1).max(16),
     flag: flagSchema,
     lifetime: lifetimeSchema.default({ default: '1h', max: '3h', extension: '30m' }),
+    /**
+     * Whether an instance belongs to the player who starts it or to the player's team (one
+     * instance per team); absent: the engine's default (CTF_INSTANCE_OWNER).
+     */
+    owner: z.enum(OWNER_MODES).optional(),
     /** Concurrent sessions of this challenge one user may hold. */
     maxSessionsPerUser: z.number().int().min(1).max(10).default(1),
     network: z

@@ -1,5 +1,12 @@
 import { z } from 'zod';
 
+/**
+ * Who an instance belongs to: the player who started it (`user`), or every member of that
+ * player's team (`team`, the token's `team` claim), who then share one instance.
+ */
+export const OWNER_MODES = ['user', 'team'] as const;
+export type OwnerMode = (typeof OWNER_MODES)[number];
+
 export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 

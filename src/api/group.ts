@@ -14,6 +14,8 @@ export const ANNOTATION_EXPIRES_AT = `${GROUP}/expires-at`;
 export const LABEL_SESSION = `${GROUP}/session`;
 export const LABEL_CHALLENGE = `${GROUP}/challenge`;
 export const LABEL_USER_HASH = `${GROUP}/user-hash`;
+/** Only on team-owned sessions and their children: the hash of the owning team. */
+export const LABEL_TEAM_HASH = `${GROUP}/team-hash`;
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'challenge-engine';
 /** Hash of the desired spec of a child object; equal hash means nothing to write. */

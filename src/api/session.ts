@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { API_VERSION, SESSION_KIND } from './group.js';
-import { conditionSchema, objectMeta } from './common.js';
+import { conditionSchema, objectMeta, OWNER_MODES } from './common.js';
 
 /**
  * The ChallengeSession custom resource: one player's instance of one challenge. The spec is
@@ -23,7 +23,24 @@ export const sessionSpecSchema = z.strictObject({
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be the name of a Challenge (a DNS label)'),
   user: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit'),
   team: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-').optional(),
-});
+  /**
+   * Who the instance belongs to: `user` (also when absent, as for every session from before
+   * team instances) or every member of `team`. Recorded at spawn, so changing the Challenge's
+   * owner later never changes who may use a running instance.
+   */
+  owner: z.enum(OWNER_MODES).optional(),
+}).refine((s) => s.owner !== 'team' || s.team !== undefined, { path: ['team'], message: 'a team-owned session needs a team' });
+
+/** Who may use a session: one user, or every member of one team. */
+export type Owner = { mode: 'user'; user: string } | { mode: 'team'; team: string };
+
+export function sessionOwner(spec: Pick<SessionSpec, 'user' | 'team' | 'owner'>): Owner {
+  return spec.owner === 'team' && spec.team !== undefined ? { mode: 'team', team: spec.team } : { mode: 'user', user: spec.user };
+}
+
+export function sameOwner(a: Owner, b: Owner): boolean {
+  return a.mode === 'user' ? b.mode === 'user' && a.user === b.user : b.mode === 'team' && a.team === b.team;
+}
 
 export const endpointSchema = z.object({
   name: z.string(),

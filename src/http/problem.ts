@@ -28,6 +28,7 @@ export type ProblemKind =
   | 'invalid-request'
   | 'unauthorized'
   | 'forbidden'
+  | 'team-required'
   | 'not-found'
   | 'method-not-allowed'
   | 'conflict'
@@ -84,6 +85,8 @@ export function problemFromDomain(err: DomainError): HttpProblem {
       return new HttpProblem(400, 'invalid-request', err.message);
     case 'Unavailable':
       return new HttpProblem(503, 'unavailable', err.message, retryAfter(5));
+    case 'TeamRequired':
+      return new HttpProblem(403, 'team-required', err.message);
   }
 }
 

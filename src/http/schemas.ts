@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { OWNER_MODES } from '../api/common.js';
 import { PHASES, SESSION_NAME_PATTERN, endpointSchema } from '../api/session.js';
 
 /**
@@ -43,6 +44,10 @@ export const catalogueEntrySchema = z
     protocols: z.array(z.enum(['http', 'tcp'])),
     lifetimeSeconds: z.number(),
     maxLifetimeSeconds: z.number(),
+    owner: documented(
+      z.enum(OWNER_MODES),
+      "Who an instance belongs to: user, the caller's own; team, one instance shared by every member of the caller's team (the token's team claim, without which the challenge answers 403 team-required)",
+    ),
   })
   .register(apiSchemas, { id: 'CatalogueEntry', description: 'A challenge players may start' });
 
@@ -50,7 +55,9 @@ export const sessionViewSchema = z
   .object({
     id: z.string(),
     challenge: z.string(),
-    user: z.string(),
+    user: documented(z.string(), 'Who started the session'),
+    team: documented(z.string(), "The starter's team; of a team-owned session, the team it belongs to").optional(),
+    owner: documented(z.enum(OWNER_MODES), "user: the starter's own session; team: shared by every member of its team, who all see, open, extend, stop it and submit its flag"),
     phase: z.enum(PHASES),
     ready: z.boolean(),
     reason: z.string().optional(),
@@ -61,7 +68,7 @@ export const sessionViewSchema = z
     solved: z.boolean(),
     solvedAt: z.string().optional(),
   })
-  .register(apiSchemas, { id: 'Session', description: "One player's instance of one challenge" });
+  .register(apiSchemas, { id: 'Session', description: "One player's or one team's instance of one challenge" });
 
 export const sessionEnvelope = z.object({ session: sessionViewSchema });
 

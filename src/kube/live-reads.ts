@@ -1,6 +1,6 @@
-import { GROUP, LABEL_CHALLENGE, LABEL_USER_HASH, SESSION_PLURAL, VERSION } from '../api/group.js';
-import { sessionSchema, type ChallengeSession } from '../api/session.js';
-import { userHash } from '../reconcile/names.js';
+import { GROUP, LABEL_CHALLENGE, LABEL_TEAM_HASH, LABEL_USER_HASH, SESSION_PLURAL, VERSION } from '../api/group.js';
+import { sessionSchema, type ChallengeSession, type Owner } from '../api/session.js';
+import { teamHash, userHash } from '../reconcile/names.js';
 import type { Kube } from './client.js';
 import { ignoreNotFound } from './errors.js';
 import { getJson } from './raw.js';
@@ -12,8 +12,12 @@ import { getJson } from './raw.js';
  */
 export interface LiveReads {
   session(name: string): Promise<ChallengeSession | undefined>;
-  /** The sessions of one user and challenge exactly as of `resourceVersion` (that parse). */
-  sessionsAt(user: string, challenge: string, resourceVersion: string): Promise<ChallengeSession[]>;
+  /**
+   * The sessions of one challenge that carry the owner's hash label, exactly as of
+   * `resourceVersion` (that parse). For a user that includes team-owned sessions they started:
+   * the caller compares owners.
+   */
+  sessionsAt(owner: Owner, challenge: string, resourceVersion: string): Promise<ChallengeSession[]>;
   /** A key of a Secret in the sessions namespace, as UTF-8; undefined when either is missing. */
   secretValue(name: string, key: string): Promise<string | undefined>;
   /** Resolves when the apiserver answers. */
@@ -26,8 +30,9 @@ export function liveReads(kube: Kube, namespace: string): LiveReads {
       const raw: unknown = await ignoreNotFound(kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name }));
       return raw === undefined ? undefined : sessionSchema.parse(raw);
     },
-    async sessionsAt(user, challenge, resourceVersion) {
-      const selector = `${LABEL_USER_HASH}=${userHash(user)},${LABEL_CHALLENGE}=${challenge}`;
+    async sessionsAt(owner, challenge, resourceVersion) {
+      const byOwner = owner.mode === 'team' ? `${LABEL_TEAM_HASH}=${teamHash(owner.team)}` : `${LABEL_USER_HASH}=${userHash(owner.user)}`;
+      const selector = `${byOwner},${LABEL_CHALLENGE}=${challenge}`;
       const query = new URLSearchParams({ labelSelector: selector, resourceVersion, resourceVersionMatch: 'Exact' });
       const list = await getJson<{ items?: unknown[] }>(kube.kc, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SESSION_PLURAL}?${query.toString()}`, 10_000);
       const out: ChallengeSession[] = [];

@@ -10,7 +10,7 @@ import type { ObjectMetaLike, WatchedCache } from './store.js';
 
 /**
  * The read model every replica keeps: informer caches of Challenges and ChallengeSessions in the
- * engine's namespace, indexed by user and by challenge. The HTTP API reads only from here and
+ * engine's namespace, indexed by owner (user or team) and by challenge. The HTTP API reads only from here and
  * the controller reconciles from here. Objects are parsed with the zod schemas as they enter the
  * cache; one that parses is stored in its parsed form (one copy per object), one that does not
  * stays raw and reports its error when read.
@@ -45,14 +45,17 @@ export function watchedInformer<T extends ObjectMetaLike>(
   });
 }
 
-export type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown; team?: unknown; [field: string]: unknown } };
+export type Raw = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }; spec?: { user?: unknown; challenge?: unknown; team?: unknown; owner?: unknown; [field: string]: unknown } };
 
 type Schema<T> = { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
 /** Session index names (Caches.sessions.byIndex). */
+/** User-owned sessions by spec.user (team-owned ones are under INDEX_TEAM, whoever started them). */
 export const INDEX_USER = 'user';
+/** Team-owned sessions (spec.owner team) by spec.team. */
+export const INDEX_TEAM = 'team';
 export const INDEX_CHALLENGE = 'challenge';
 /** Public hosts of the session's endpoints (status.endpoints[].externalHost). */
 export const INDEX_HOST = 'host';
@@ -96,7 +99,9 @@ export class Caches {
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
     // A session's spec is immutable, so its index values never move.
     const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-    this.sessions.addIndexer(INDEX_USER, (raw) => str(raw.spec?.user));
+    const teamOwned = (raw: Raw) => raw.spec?.owner === 'team';
+    this.sessions.addIndexer(INDEX_USER, (raw) => (teamOwned(raw) ? undefined : str(raw.spec?.user)));
+    this.sessions.addIndexer(INDEX_TEAM, (raw) => (teamOwned(raw) ? str(raw.spec?.team) : undefined));
     this.sessions.addIndexer(INDEX_CHALLENGE, (raw) => str(raw.spec?.challenge));
     this.sessions.addIndexer(INDEX_HOST, (raw) => {
       const endpoints = (raw as { status?: { endpoints?: { externalHost?: unknown }[] } }).status?.endpoints;
@@ -109,9 +114,14 @@ export class Caches {
     return new Caches(namespace, informerSource(kube, log, metrics, watch), { confirmLossMs: watch.confirmLossMs });
   }
 
-  /** The sessions of one user that parse. */
+  /** The sessions one user owns that parse (not the team-owned ones they started). */
   sessionsOfUser(user: string): ChallengeSession[] {
     return this.parsedSessions(this.sessions.byIndex(INDEX_USER, user));
+  }
+
+  /** The sessions one team owns that parse. */
+  sessionsOfTeam(team: string): ChallengeSession[] {
+    return this.parsedSessions(this.sessions.byIndex(INDEX_TEAM, team));
   }
 
   /** The sessions of one challenge that parse. */

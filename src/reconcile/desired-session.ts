@@ -1,4 +1,5 @@
 import { ANNOTATION_EXPIRES_AT, API_VERSION, SESSION_KIND } from '../api/group.js';
+import type { OwnerMode } from '../api/common.js';
 import type { SessionSpec } from '../api/session.js';
 import { sessionLabels } from './labels.js';
 
@@ -12,6 +13,8 @@ export interface SessionIntent {
   challenge: string;
   user: string;
   team?: string;
+  /** `team`: every member of `team` shares the instance; a user-owned spec leaves the field out. */
+  owner?: OwnerMode;
   /** The expires-at annotation: an RFC 3339 UTC time (see formatExpiry). */
   expiresAt: string;
 }
@@ -24,7 +27,7 @@ export interface SessionBody {
 }
 
 export function desiredSession(i: SessionIntent): SessionBody {
-  const spec: SessionSpec = { challenge: i.challenge, user: i.user, ...(i.team ? { team: i.team } : {}) };
+  const spec: SessionSpec = { challenge: i.challenge, user: i.user, ...(i.team ? { team: i.team } : {}), ...(i.owner === 'team' ? { owner: 'team' as const } : {}) };
   return {
     apiVersion: API_VERSION,
     kind: SESSION_KIND,

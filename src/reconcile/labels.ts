@@ -1,7 +1,7 @@
 import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
-import type { ChallengeSession } from '../api/session.js';
-import { ANNOTATION_CHALLENGE_GENERATION, API_VERSION, LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_SESSION, LABEL_USER_HASH, MANAGED_BY, SESSION_KIND } from '../api/group.js';
-import { userHash } from './names.js';
+import { sessionOwner, type ChallengeSession } from '../api/session.js';
+import { ANNOTATION_CHALLENGE_GENERATION, API_VERSION, LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_SESSION, LABEL_TEAM_HASH, LABEL_USER_HASH, MANAGED_BY, SESSION_KIND } from '../api/group.js';
+import { teamHash, userHash } from './names.js';
 
 /** Generation of the Challenge whose runtime a Pod was built from. */
 export { ANNOTATION_CHALLENGE_GENERATION };
@@ -11,13 +11,17 @@ export type SessionMeta = Pick<ChallengeSession, 'metadata' | 'spec'>;
 
 /**
  * Labels every child carries: the session label is what selectors and the NetworkPolicy match,
- * the others let operators list a challenge's or a user's objects with a label selector.
+ * the others let operators list a challenge's, a user's or a team's objects with a label
+ * selector (the user is the one who started the session). The team label is only on team-owned
+ * sessions, so that those of a user-owned session never change when its player has a team.
  */
 export function sessionLabels(session: SessionMeta): Record<string, string> {
+  const owner = sessionOwner(session.spec);
   return {
     [LABEL_SESSION]: session.metadata.name,
     [LABEL_CHALLENGE]: session.spec.challenge,
     [LABEL_USER_HASH]: userHash(session.spec.user),
+    ...(owner.mode === 'team' ? { [LABEL_TEAM_HASH]: teamHash(owner.team) } : {}),
     [LABEL_MANAGED_BY]: MANAGED_BY,
   };
 }

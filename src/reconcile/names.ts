@@ -28,6 +28,11 @@ export function userHash(user: string): string {
   return createHash('sha256').update(user, 'utf8').digest('hex').slice(0, 16);
 }
 
+/** The same stand-in for a team id: team ids are scoreboard ids of any form, like user ids. */
+export function teamHash(team: string): string {
+  return userHash(team);
+}
+
 /** The Service port (and endpoint) name of an exposed port: its own name, or e.g. "http-8080". */
 export function exposedPortName(expose: Pick<ExposedPort, 'name' | 'port' | 'protocol'>): string {
   return expose.name ?? `${expose.protocol}-${expose.port}`;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Challenge } from '../api/challenge.js';
-import type { ChallengeSession } from '../api/session.js';
+import type { OwnerMode } from '../api/common.js';
+import { sessionOwner, type ChallengeSession, type Owner } from '../api/session.js';
 import type { LiveReads } from '../kube/live-reads.js';
 import type { EventRecorder } from '../kube/recorder.js';
 import type { Writer } from '../kube/writes.js';
@@ -8,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import type { Caches } from '../read-model/caches.js';
 import { DomainError, type Caller } from './types.js';
 import type { SessionWaits } from './read-your-writes.js';
+import { isTeamSlotName, ownersOf, owns, TEAM_REQUIRED } from './owner.js';
 
 /** What every part of the player domain works with: reads from the caches, writes through Writer. */
 export interface PlayerDeps {
@@ -19,6 +21,8 @@ export interface PlayerDeps {
   log: Logger;
   metrics: Metrics;
   flagKey: Buffer;
+  /** Who owns the instances of a Challenge that does not say (spec.owner). */
+  instanceOwner: OwnerMode;
   now: () => Date;
 }
 
@@ -27,17 +31,28 @@ export function challengeOf(d: Pick<PlayerDeps, 'caches'>, name: string): Challe
   return c?.ok ? c.value : undefined;
 }
 
-/** The caller's live sessions, from the cache's by-user index. */
-export function ownSessions(d: Pick<PlayerDeps, 'caches'>, caller: Caller): ChallengeSession[] {
-  return d.caches.sessionsOfUser(caller.user).filter((s) => !s.metadata.deletionTimestamp);
+/** The owner's live sessions, from the cache's by-user or by-team index. */
+export function sessionsOwnedBy(d: Pick<PlayerDeps, 'caches'>, owner: Owner): ChallengeSession[] {
+  const sessions = owner.mode === 'user' ? d.caches.sessionsOfUser(owner.user) : d.caches.sessionsOfTeam(owner.team);
+  return sessions.filter((s) => !s.metadata.deletionTimestamp);
 }
 
-/** The session if the caller may see it; NotFound otherwise, so ids cannot be probed. */
+/** The caller's live sessions: their own and their team's. */
+export function ownSessions(d: Pick<PlayerDeps, 'caches'>, caller: Caller): ChallengeSession[] {
+  return ownersOf(caller).flatMap((o) => sessionsOwnedBy(d, o));
+}
+
+/**
+ * The session if the caller may see it; NotFound otherwise, so ids cannot be probed. A caller
+ * without a team is told that a team's instance needs one (TeamRequired), for every id of a
+ * team's slot name whether it exists or not, so that answer tells nothing about which exist.
+ */
 export function visibleSession(d: Pick<PlayerDeps, 'caches'>, caller: Caller, id: string): ChallengeSession {
   const p = d.caches.session(id);
-  if (!p?.ok || (!caller.admin && p.value.spec.user !== caller.user) || p.value.metadata.deletionTimestamp) {
-    throw new DomainError('NotFound', `session ${id} not found`);
+  const s = p?.ok && !p.value.metadata.deletionTimestamp ? p.value : undefined;
+  if (s && (caller.admin || owns(caller, s))) return s;
+  if (!caller.admin && caller.team === undefined && ((s && sessionOwner(s.spec).mode === 'team') || isTeamSlotName(id))) {
+    throw new DomainError('TeamRequired', TEAM_REQUIRED);
   }
-  return p.value;
+  throw new DomainError('NotFound', `session ${id} not found`);
 }
-

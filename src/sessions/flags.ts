@@ -1,19 +1,20 @@
-import type { ChallengeSession } from '../api/session.js';
-import type { ApiStatusField } from '../api/session.js';
+import { sameOwner, sessionOwner, type ApiStatusField, type ChallengeSession } from '../api/session.js';
 import { classifyError } from '../kube/errors.js';
 import { sessionRef } from '../kube/writes.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { formatTimestamp } from '../reconcile/expiry.js';
-import { userHash } from '../reconcile/names.js';
+import { teamHash, userHash } from '../reconcile/names.js';
 import { EventReason } from '../reconcile/reasons.js';
 import { flagForSession, verifyFlag } from '../flags/derive.js';
 import { challengeOf, ownSessions, visibleSession, type PlayerDeps } from './deps.js';
 import type { FlagIndex } from './flag-index.js';
+import { ownerModeOf, owns, spawnOwner } from './owner.js';
 import { DomainError, type Caller, type FlagResult, type FlagTarget } from './types.js';
 
 /**
- * Flag submissions: verify against the caller's own session, record the first solve, and report
- * a flag that belongs to another user's session as suspected sharing.
+ * Flag submissions: verify against the caller's own session (theirs, or their team's), record the
+ * first solve, and report a flag that belongs to a session the caller does not own (another
+ * user's, or another team's) as suspected sharing.
  */
 export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller, target: FlagTarget, flag: string): Promise<FlagResult> {
   let own: ChallengeSession | undefined;
@@ -23,8 +24,12 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
     challengeName = own.spec.challenge;
   } else {
     challengeName = target.challenge;
-    if (!challengeOf(d, challengeName)) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
-    own = ownSessions(d, caller).find((s) => s.spec.challenge === challengeName);
+    const challenge = challengeOf(d, challengeName);
+    if (!challenge) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
+    const owner = spawnOwner(caller, ownerModeOf(challenge, d.instanceOwner));
+    const mine = ownSessions(d, caller).filter((s) => s.spec.challenge === challengeName);
+    // The session of the challenge's owner mode first; one from before its owner changed after.
+    own = mine.find((s) => sameOwner(sessionOwner(s.spec), owner)) ?? mine[0];
   }
   const correct = own ? await isSessionFlag(d, flags, own, flag) : false;
   if (correct && own) {
@@ -33,17 +38,28 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
     if (!own.status?.solved) await recordSolve(d, own);
     return { correct: true };
   }
-  const owner = flags.ownerOf(challengeName, flag);
-  if (owner && owner.spec.user !== caller.user) {
+  const flagSession = flags.ownerOf(challengeName, flag);
+  if (flagSession && !owns(caller, flagSession)) {
     d.metrics.flagSubmissions.inc({ result: 'shared' });
     d.metrics.flagSharing.inc();
-    d.log.warn({ challenge: challengeName, flagOwnerSession: owner.metadata.name, submitterSession: own?.metadata.name, submitterHash: userHash(caller.user) }, 'Suspected flag sharing');
-    const message = `User ${caller.user}${own ? ` (session ${own.metadata.name})` : ''} submitted the flag of session ${owner.metadata.name} (user ${owner.spec.user})`;
-    d.events.warning(sessionRef(owner), EventReason.FlagShared, message, own ? sessionRef(own) : undefined);
+    const byTeam = sessionOwner(flagSession.spec).mode === 'team';
+    d.log.warn(
+      { challenge: challengeName, flagOwnerSession: flagSession.metadata.name, submitterSession: own?.metadata.name, submitterHash: userHash(caller.user), ...(byTeam && caller.team !== undefined ? { submitterTeamHash: teamHash(caller.team) } : {}) },
+      'Suspected flag sharing',
+    );
+    d.events.warning(sessionRef(flagSession), EventReason.FlagShared, sharingMessage(caller, own, flagSession), own ? sessionRef(own) : undefined);
   } else {
     d.metrics.flagSubmissions.inc({ result: 'wrong' });
   }
   return { correct: false };
+}
+
+/** The FlagShared Event's message: who submitted the flag of which session, and whose it is. */
+function sharingMessage(caller: Caller, own: ChallengeSession | undefined, flagSession: ChallengeSession): string {
+  const owner = sessionOwner(flagSession.spec);
+  const submitter = `User ${caller.user}${owner.mode === 'team' ? (caller.team === undefined ? ' (no team)' : ` of team ${caller.team}`) : ''}`;
+  const whose = owner.mode === 'team' ? `team ${owner.team}` : `user ${owner.user}`;
+  return `${submitter}${own ? ` (session ${own.metadata.name})` : ''} submitted the flag of session ${flagSession.metadata.name} (${whose})`;
 }
 
 async function isSessionFlag(d: PlayerDeps, flags: FlagIndex, s: ChallengeSession, flag: string): Promise<boolean> {

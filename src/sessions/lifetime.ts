@@ -4,6 +4,7 @@ import { classifyError } from '../kube/errors.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { extendedExpiry, formatExpiry } from '../reconcile/expiry.js';
 import { challengeOf, visibleSession, type PlayerDeps } from './deps.js';
+import { owns } from './owner.js';
 import { DomainError, type Caller } from './types.js';
 
 /** A session's lifetime as players change it: stop now, or extend up to the maximum. */
@@ -18,7 +19,7 @@ export async function stopSession(d: PlayerDeps, caller: Caller, id: string): Pr
     throw err;
   }
   d.metrics.sessionsEnded.inc({ reason: 'deleted' });
-  d.log.info({ session: id, byAdmin: caller.admin && s.spec.user !== caller.user }, 'Deleted ChallengeSession');
+  d.log.info({ session: id, byAdmin: caller.admin && !owns(caller, s) }, 'Deleted ChallengeSession');
   await d.waits.untilWritten(id, s.metadata.uid, (c) => c.metadata.deletionTimestamp !== undefined);
 }
 
@@ -27,7 +28,7 @@ export async function extendSession(d: PlayerDeps, caller: Caller, id: string): 
   visibleSession(d, caller, id);
   for (let attempt = 0; attempt < 5; attempt++) {
     const live = await d.live.session(id);
-    if (!live || live.metadata.deletionTimestamp || (!caller.admin && live.spec.user !== caller.user)) throw new DomainError('NotFound', `session ${id} not found`);
+    if (!live || live.metadata.deletionTimestamp || (!caller.admin && !owns(caller, live))) throw new DomainError('NotFound', `session ${id} not found`);
     const eff = effectiveRuntime(live, challengeOf(d, live.spec.challenge));
     if (!eff) throw new DomainError('Invalid', `challenge ${live.spec.challenge} no longer exists`);
     const next = extendedExpiry(live, eff.runtime, d.now());

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { OwnerMode } from '../api/common.js';
 import type { ChallengeSession } from '../api/session.js';
 import type { Kube } from '../kube/client.js';
 import { liveReads, type LiveReads } from '../kube/live-reads.js';
@@ -6,11 +7,11 @@ import { createRecorder } from '../kube/recorder.js';
 import type { Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
 import type { Caches } from '../read-model/caches.js';
-import { userHash } from '../reconcile/names.js';
 import { challengeOf, ownSessions, visibleSession, type PlayerDeps } from './deps.js';
 import { FlagIndex } from './flag-index.js';
 import { submitFlag } from './flags.js';
 import { extendSession, stopSession } from './lifetime.js';
+import { ownersOf, slotPrefix } from './owner.js';
 import { SessionWaits } from './read-your-writes.js';
 import { spawnSession } from './spawn.js';
 import { catalogueEntries, hasSettled, sessionView } from './views.js';
@@ -31,7 +32,10 @@ export interface ServiceOptions {
   log: Logger;
   metrics: Metrics;
   flagKey: Buffer;
+  /** Concurrent sessions per owner: a user, or a team for team-owned instances. */
   maxSessionsPerUser: number;
+  /** Who owns the instances of a Challenge that does not say (spec.owner); default user. */
+  instanceOwner?: OwnerMode;
   now?: () => Date;
   /** Reads past the cache; defaults to the apiserver behind `kube`. */
   live?: LiveReads;
@@ -55,6 +59,7 @@ export class KubeSessionService implements SessionService {
       log: o.log,
       metrics: o.metrics,
       flagKey: o.flagKey,
+      instanceOwner: o.instanceOwner ?? 'user',
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);
@@ -64,7 +69,7 @@ export class KubeSessionService implements SessionService {
   }
 
   catalogue(): CatalogueEntry[] {
-    return catalogueEntries(this.o.caches.allChallenges());
+    return catalogueEntries(this.o.caches.allChallenges(), this.d.instanceOwner);
   }
 
   view(s: ChallengeSession): SessionView {
@@ -102,8 +107,8 @@ export class KubeSessionService implements SessionService {
     const settled = (s: ChallengeSession) => hasSettled(this.view(s));
     const { waits } = this.d;
     // A session just created through another replica may not be in this cache yet; only the
-    // caller's own slot names are waited for, so unknown ids still fail fast.
-    if (!waits.cached(id) && id.startsWith(`s-${userHash(caller.user)}-`)) await waits.until(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000), { signal });
+    // slot names of the caller and their team are waited for, so unknown ids still fail fast.
+    if (!waits.cached(id) && ownersOf(caller).some((o) => id.startsWith(slotPrefix(o)))) await waits.until(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000), { signal });
     const first = visibleSession(this.d, caller, id);
     if (settled(first) || timeoutMs <= 0) return this.view(first);
     await waits.until(id, (c) => c === undefined || settled(c), timeoutMs, { signal });

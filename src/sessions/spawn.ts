@@ -1,30 +1,33 @@
 import { createHash } from 'node:crypto';
 import type { ChallengeSession } from '../api/session.js';
-import { sessionSchema } from '../api/session.js';
+import { sameOwner, sessionOwner, sessionSchema } from '../api/session.js';
 import { classifyError, ignoreNotFound } from '../kube/errors.js';
 import { desiredSession } from '../reconcile/desired-session.js';
 import { formatExpiry, initialExpiry } from '../reconcile/expiry.js';
-import { userHash } from '../reconcile/names.js';
-import { challengeOf, ownSessions, type PlayerDeps } from './deps.js';
+import { teamHash, userHash } from '../reconcile/names.js';
+import { challengeOf, sessionsOwnedBy, type PlayerDeps } from './deps.js';
+import { ownerModeOf, slotName, spawnOwner } from './owner.js';
 import { READ_YOUR_WRITES_MS } from './read-your-writes.js';
 import { DomainError, type Caller } from './types.js';
 
 /**
- * Spawning arbitrates the per-user limit through the apiserver: a user's sessions are named
- * s-<userhash>-<slot> with slot < limit, so at most `limit` can exist at once whatever the number
- * of replicas, and slots are probed in an order derived from the challenge so concurrent spawns
- * of one challenge collide on the same name and the loser returns the winner's session
- * (idempotent spawn). When a stop frees a slot in between, two spawns of one challenge can land
- * in different slots; each creator then reads the user's sessions exactly as they were at its own
- * create's resourceVersion, and whoever finds an older one of the same challenge there deletes
- * its own and returns the older one.
+ * Spawning arbitrates the per-owner limit through the apiserver: an owner's sessions (a user's,
+ * or a team's for a challenge played by teams) are named by slotName(owner, slot) with
+ * slot < limit, so at most `limit` can exist at once whatever the number of replicas, and slots
+ * are probed in an order derived from the challenge so concurrent spawns of one challenge by one
+ * owner (one user, or any members of one team) collide on the same name and the loser returns
+ * the winner's session (idempotent spawn). When a stop frees a slot in between, two spawns of one
+ * challenge can land in different slots; each creator then reads the owner's sessions exactly as
+ * they were at its own create's resourceVersion, and whoever finds an older one of the same
+ * challenge there deletes its own and returns the older one.
  */
 
+/** The name of a user's session in `slot`. */
 export function sessionName(user: string, slot: number): string {
-  return `s-${userHash(user)}-${slot}`;
+  return slotName({ mode: 'user', user }, slot);
 }
 
-/** The order in which a spawn of `challenge` probes the user's slots. */
+/** The order in which a spawn of `challenge` probes the owner's slots. */
 export function slotOrder(challenge: string, slots: number): number[] {
   const start = createHash('sha256').update(challenge).digest().readUInt32BE(0) % slots;
   return Array.from({ length: slots }, (_, i) => (start + i) % slots);
@@ -41,38 +44,39 @@ export function slotsToTry(challenge: string, slots: number, taken: (slot: numbe
 
 export type SpawnOutcome = { created: boolean; session: ChallengeSession };
 
-export async function spawnSession(d: PlayerDeps, maxSessionsPerUser: number, caller: Caller, challengeName: string): Promise<SpawnOutcome> {
+export async function spawnSession(d: PlayerDeps, maxSessionsPerOwner: number, caller: Caller, challengeName: string): Promise<SpawnOutcome> {
   const challenge = challengeOf(d, challengeName);
   if (!challenge || !challenge.spec.enabled) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
-  const existing = ownSessions(d, caller).find((s) => s.spec.challenge === challengeName);
+  const owner = spawnOwner(caller, ownerModeOf(challenge, d.instanceOwner));
+  const existing = sessionsOwnedBy(d, owner).find((s) => s.spec.challenge === challengeName);
   if (existing) return { created: false, session: existing };
 
   const ns = d.caches.namespace;
   const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, d.now()));
-  const taken = (slot: number) => d.caches.session(sessionName(caller.user, slot)) !== undefined;
-  for (const slot of slotsToTry(challengeName, maxSessionsPerUser, taken)) {
-    const name = sessionName(caller.user, slot);
-    const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, expiresAt });
+  const taken = (slot: number) => d.caches.session(slotName(owner, slot)) !== undefined;
+  for (const slot of slotsToTry(challengeName, maxSessionsPerOwner, taken)) {
+    const name = slotName(owner, slot);
+    const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, owner: owner.mode, expiresAt });
     try {
       const session = sessionSchema.parse(await d.writer.createSession(ns, body));
-      d.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user) }, 'Created ChallengeSession');
+      d.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user), ...(owner.mode === 'team' ? { teamHash: teamHash(owner.team) } : {}) }, 'Created ChallengeSession');
       return await settleDuplicate(d, session);
     } catch (err) {
       if (classifyError(err).kind !== 'AlreadyExists') throw err;
     }
     const occupant = await d.live.session(name);
-    if (occupant && occupant.spec.user === caller.user && occupant.spec.challenge === challengeName && !occupant.metadata.deletionTimestamp) {
+    if (occupant && sameOwner(sessionOwner(occupant.spec), owner) && occupant.spec.challenge === challengeName && !occupant.metadata.deletionTimestamp) {
       return { created: false, session: occupant };
     }
   }
-  throw new DomainError('LimitReached', `at most ${maxSessionsPerUser} sessions at a time; stop one first`);
+  throw new DomainError('LimitReached', `at most ${maxSessionsPerOwner} sessions at a time${owner.mode === 'team' ? ' per team' : ''}; stop one first`);
 }
 
 /** After a create: keep it, or give way to an older concurrent spawn of the same challenge. */
 async function settleDuplicate(d: PlayerDeps, session: ChallengeSession): Promise<SpawnOutcome> {
   const name = session.metadata.name;
   const older = await olderDuplicate(d, session).catch((err: unknown) => {
-    // Rare and harmless to skip: at worst the user holds two sessions of one challenge.
+    // Rare and harmless to skip: at worst the owner holds two sessions of one challenge.
     d.log.warn({ session: name, err: classifyError(err).message }, 'Could not check for a concurrent duplicate spawn');
     return undefined;
   });
@@ -88,15 +92,16 @@ async function settleDuplicate(d: PlayerDeps, session: ChallengeSession): Promis
 }
 
 /**
- * Another live session of the same user and challenge that existed when `own` was created:
+ * Another live session of the same owner and challenge that existed when `own` was created:
  * a list at exactly the create's resourceVersion holds everything created before it and
  * nothing after, so of two concurrent creators exactly the later one finds the other.
  */
 async function olderDuplicate(d: PlayerDeps, own: ChallengeSession): Promise<ChallengeSession | undefined> {
   const rv = own.metadata.resourceVersion;
   if (!rv) return undefined;
-  for (const s of await d.live.sessionsAt(own.spec.user, own.spec.challenge, rv)) {
-    if (s.metadata.uid !== own.metadata.uid && s.spec.user === own.spec.user && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
+  const owner = sessionOwner(own.spec);
+  for (const s of await d.live.sessionsAt(owner, own.spec.challenge, rv)) {
+    if (s.metadata.uid !== own.metadata.uid && sameOwner(sessionOwner(s.spec), owner) && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
   }
   return undefined;
 }

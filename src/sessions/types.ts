@@ -1,3 +1,4 @@
+import type { OwnerMode } from '../api/common.js';
 import type { Endpoint, Phase } from '../api/session.js';
 
 /**
@@ -21,12 +22,18 @@ export interface CatalogueEntry {
   protocols: ('http' | 'tcp')[];
   lifetimeSeconds: number;
   maxLifetimeSeconds: number;
+  /** Whether a spawn gives the caller their own instance or their team's shared one. */
+  owner: OwnerMode;
 }
 
 export interface SessionView {
   id: string;
   challenge: string;
+  /** Who started it. */
   user: string;
+  /** The starter's team; for a team-owned session, the team it belongs to. */
+  team?: string;
+  owner: OwnerMode;
   phase: Phase;
   ready: boolean;
   reason?: string;
@@ -60,7 +67,7 @@ export interface FlagResult {
 /** Domain errors the HTTP layer maps to problem responses. */
 export class DomainError extends Error {
   constructor(
-    readonly kind: 'NotFound' | 'LimitReached' | 'MaxLifetime' | 'Invalid' | 'Unavailable',
+    readonly kind: 'NotFound' | 'LimitReached' | 'MaxLifetime' | 'Invalid' | 'Unavailable' | 'TeamRequired',
     message: string,
   ) {
     super(message);
@@ -69,16 +76,19 @@ export class DomainError extends Error {
 
 export interface SessionService {
   catalogue(): CatalogueEntry[];
-  /** Idempotent: an active session of the same challenge is returned with created=false. */
+  /**
+   * Idempotent: the owner's active session of the same challenge is returned with created=false.
+   * The owner is the caller, or their team for a challenge played by teams (TeamRequired without one).
+   */
   spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }>;
-  /** The caller's sessions; all sessions for admins when `all` is set. */
+  /** The caller's sessions and their team's; all sessions for admins when `all` is set. */
   list(caller: Caller, all?: boolean): SessionView[];
   /**
    * list(caller, all) once none of the listed sessions is still starting (each is ready or
    * failed), after `timeoutMs`, or when `signal` aborts; at once when there are none.
    */
   waitList(caller: Caller, all: boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionView[]>;
-  /** NotFound for another user's session (admins see all). */
+  /** NotFound for another user's or team's session (admins see all); TeamRequired for a team's without a team. */
   get(caller: Caller, id: string): SessionView;
   /** Resolves when the session is ready or failed, or after `timeoutMs` with its current view. */
   waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView>;

@@ -1,13 +1,16 @@
 import { parseDuration } from '../api/duration.js';
 import type { Challenge } from '../api/challenge.js';
-import type { ChallengeSession } from '../api/session.js';
+import type { OwnerMode } from '../api/common.js';
+import { sessionOwner, type ChallengeSession } from '../api/session.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { effectiveExpiry, formatExpiry } from '../reconcile/expiry.js';
+import { ownerModeOf } from './owner.js';
 import type { CatalogueEntry, SessionView } from './types.js';
 
 /** What players see of challenges and sessions: pure functions of the cached objects. */
 
-export function catalogueEntries(challenges: Challenge[]): CatalogueEntry[] {
+/** `instanceOwner`: the owner of instances of Challenges that do not name one. */
+export function catalogueEntries(challenges: Challenge[], instanceOwner: OwnerMode): CatalogueEntry[] {
   return challenges
     .filter((c) => c.spec.enabled)
     .map((c) => ({
@@ -20,6 +23,7 @@ export function catalogueEntries(challenges: Challenge[]): CatalogueEntry[] {
       protocols: [...new Set(c.spec.expose.map((e) => e.protocol))],
       lifetimeSeconds: (parseDuration(c.spec.lifetime.default) ?? 0) / 1000,
       maxLifetimeSeconds: (parseDuration(c.spec.lifetime.max) ?? 0) / 1000,
+      owner: ownerModeOf(c, instanceOwner),
     }))
     .sort((a, b) => a.category.localeCompare(b.category) || a.points - b.points || a.name.localeCompare(b.name));
 }
@@ -39,6 +43,8 @@ export function sessionView(s: ChallengeSession, challenge: Challenge | undefine
     id: s.metadata.name,
     challenge: s.spec.challenge,
     user: s.spec.user,
+    ...(s.spec.team !== undefined ? { team: s.spec.team } : {}),
+    owner: sessionOwner(s.spec).mode,
     phase: s.status?.phase ?? 'Pending',
     ready: s.status?.phase === 'Running',
     reason: ready?.reason,

@@ -16,6 +16,11 @@ export function token(user: string, admin = false): Promise<string> {
   return issuer.issue({ user, admin, ttlSeconds: 3600 });
 }
 
+/** A player token of a member of `team`. */
+export function teamToken(user: string, team: string): Promise<string> {
+  return issuer.issue({ user, team, ttlSeconds: 3600 });
+}
+
 /** A deterministic PRNG (mulberry32) so "random" fault timings can be replayed from the seed. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;

@@ -11,19 +11,22 @@ import { createMetrics } from '../../src/metrics.js';
 import type { Kube } from '../../src/kube/client.js';
 import type { Writer } from '../../src/kube/writes.js';
 import { KubeSessionService } from '../../src/sessions/service.js';
+import { slotName } from '../../src/sessions/owner.js';
 import { sessionName } from '../../src/sessions/spawn.js';
-import { createSession, getSession, installSamples, listSessions, startTestEngine, TEST_FLAG_KEY, TEST_TOKEN_SECRET, type LogCapture } from '../support/engine.js';
+import { createSession, getSession, installSamples, installTeamChallenge, listSessions, startTestEngine, TEST_FLAG_KEY, TEST_TOKEN_SECRET, type LogCapture } from '../support/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
-import { leakReport, phaseOf, prng, sleep, token } from './helpers.js';
+import { leakReport, phaseOf, prng, sleep, teamToken, token } from './helpers.js';
 
 /**
- * Races through the real API and controller: concurrent spawns and stops of one user across two
- * API replicas, and extend, solve and delete racing the controller's expiry of one session; then
+ * Races through the real API and controller: concurrent spawns and stops of one user, and of the
+ * members of one team, across two API replicas, and extend, solve and delete racing the controller's expiry of one session; then
  * the same races with their window held open so that they happen on every run.
  */
 const cluster = useCluster(import.meta.filename);
 const LIMIT = 3;
 const inHour = () => new Date(Date.now() + 3600_000);
+/** Copies of web-notes played by teams (spec.owner: team). */
+const TEAM_CHALLENGES = ['team-a', 'team-b', 'team-c', 'team-d'];
 let engine: Engine;
 let engineLogs: LogCapture;
 /** Every API replica built, to close; `replicas` are the two plain ones the races go through. */
@@ -46,6 +49,7 @@ async function apiReplica(opts: { kube?: Kube; writer?: Writer } = {}): Promise<
 beforeAll(async () => {
   await installSamples(cluster.kube, cluster.namespace);
   await cluster.kubectl('create', 'secret', 'generic', 'crypto-baby-rsa-flag', '--from-literal=flag=CTF{static_flag_for_tests}');
+  for (const name of TEAM_CHALLENGES) await installTeamChallenge(cluster.kube, cluster.namespace, name);
   ({ engine, logs: engineLogs } = await startTestEngine(cluster.kubeconfig, cluster.namespace, { CTF_MAX_SESSIONS_PER_USER: String(LIMIT) }));
   replicas.push(await apiReplica(), await apiReplica());
 });
@@ -134,6 +138,87 @@ describe('one user, two API replicas: concurrent spawns of mixed challenges and 
     console.log(
       `[reliability] spawn/stop race: ${calls.length} requests (201 x${counts(201)}, 200 x${counts(200)}, 429 x${counts(429)}, 204 x${counts(204)}, 404 x${counts(404)}); ` +
         `max ${maxLive} live sessions at once (limit ${LIMIT}); ${live.length} left, all Running; no orphans`,
+    );
+  });
+});
+
+describe('members of one team, two API replicas', () => {
+  const teamSessions = async (team: string) => (await listSessions(cluster.kube, cluster.namespace)).filter((s) => s.spec.owner === 'team' && s.spec.team === team);
+
+  it('ends every round of concurrent spawns of one challenge by the members with exactly one session', async () => {
+    const team = 'racers';
+    const members = await Promise.all(Array.from({ length: 6 }, (_, i) => teamToken(`racer-${i}@${team}.example`, team)));
+    const random = prng(11);
+    const N = 60;
+    const rounds: { created: number; ids: number; stored: number }[] = [];
+    for (let round = 0; round < 3; round++) {
+      const calls = await Promise.all(
+        Array.from({ length: N }, async (_, i) => {
+          await sleep(random() * 30);
+          const r = await app(i).inject({ method: 'POST', url: '/api/challenges', headers: { authorization: `Bearer ${members[i % members.length] ?? ''}` }, payload: { challenge: 'team-a' } });
+          return { status: r.statusCode, id: r.statusCode < 300 ? r.json<{ session: { id: string } }>().session.id : r.body };
+        }),
+      );
+      expect(calls.filter((c) => c.status !== 200 && c.status !== 201), `round ${round}`).toEqual([]);
+      const stored = (await teamSessions(team)).filter((s) => !s.metadata.deletionTimestamp);
+      rounds.push({ created: calls.filter((c) => c.status === 201).length, ids: new Set(calls.map((c) => c.id)).size, stored: stored.length });
+      expect(rounds[round], `round ${round}`).toEqual({ created: 1, ids: 1, stored: 1 });
+      expect(stored[0]?.metadata.name).toBe(calls[0]?.id);
+      // A member stops it, so the next round races for a free slot again.
+      const stop = await app(round).inject({ method: 'DELETE', url: `/api/challenges/${calls[0]?.id ?? ''}`, headers: { authorization: `Bearer ${members[round] ?? ''}` } });
+      expect(stop.statusCode).toBe(204);
+      await waitUntil('the team\u2019s session gone', async () => (await teamSessions(team)).length === 0, 20_000, 50);
+    }
+    await noOrphansAfterGc();
+    console.log(`[reliability] team spawn race: ${rounds.length} rounds of ${N} spawns by 6 members on 2 replicas; each: 1 created, 1 session`);
+  });
+
+  it('never holds more than the limit per team under spawns of mixed team challenges and stops, and leaks nothing', async () => {
+    const team = 'mixers';
+    const members = await Promise.all(Array.from({ length: 5 }, (_, i) => teamToken(`mixer-${i}@${team}.example`, team)));
+    const slots = Array.from({ length: LIMIT }, (_, i) => slotName({ mode: 'team', team }, i));
+    let maxLive = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxLive = Math.max(maxLive, (await teamSessions(team)).filter((s) => !s.metadata.deletionTimestamp).length);
+        await sleep(20);
+      }
+    })();
+    const random = prng(23);
+    const calls: Call[] = [];
+    for (let round = 0; round < 3; round++) {
+      const requests = Array.from({ length: 50 }, (_, i) => {
+        const replica = app(i);
+        const h = { authorization: `Bearer ${members[Math.floor(random() * members.length)] ?? ''}` };
+        if (i % 5 === 4) {
+          const id = slots[Math.floor(random() * slots.length)] ?? '';
+          return async () => call(`stop ${id}`, await replica.inject({ method: 'DELETE', url: `/api/challenges/${id}`, headers: h }));
+        }
+        const challenge = TEAM_CHALLENGES[Math.floor(random() * TEAM_CHALLENGES.length)] ?? 'team-a';
+        return async () => call(`spawn ${challenge}`, await replica.inject({ method: 'POST', url: '/api/challenges', headers: h, payload: { challenge } }));
+      });
+      calls.push(...(await Promise.all(requests.map(async (f) => (await sleep(random() * 30), f())))));
+      await sleep(300);
+    }
+    const live = await waitUntil('the team\u2019s remaining sessions Running', async () => {
+      const mine = await teamSessions(team);
+      return mine.every((s) => phaseOf(s) === 'Running') ? mine : undefined;
+    }, 60_000, 250);
+    sampling = false;
+    await sampler;
+
+    expect(calls.filter((c) => c.status >= 500)).toEqual([]);
+    expect(calls.filter((c) => c.what.startsWith('spawn') && ![200, 201, 429].includes(c.status))).toEqual([]);
+    expect(calls.filter((c) => c.what.startsWith('stop') && ![204, 404].includes(c.status))).toEqual([]);
+    expect(calls.filter((c) => c.status === 201).length).toBeGreaterThan(LIMIT);
+    expect(maxLive).toBeLessThanOrEqual(LIMIT);
+    expect(new Set(live.map((s) => s.spec.challenge)).size).toBe(live.length);
+    await noOrphansAfterGc();
+    const counts = (st: number) => calls.filter((c) => c.status === st).length;
+    console.log(
+      `[reliability] team spawn/stop race: ${calls.length} requests by 5 members (201 x${counts(201)}, 200 x${counts(200)}, 429 x${counts(429)}, 204 x${counts(204)}, 404 x${counts(404)}); ` +
+        `max ${maxLive} live team sessions at once (limit ${LIMIT}); ${live.length} left, all Running; no orphans`,
     );
   });
 });

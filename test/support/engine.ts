@@ -124,3 +124,12 @@ export async function installSamples(kube: Kube, namespace: string): Promise<str
   }
   return names;
 }
+
+/** Creates a copy of the web-notes sample named `name` and played by teams (spec.owner: team). */
+export async function installTeamChallenge(kube: Kube, namespace: string, name: string): Promise<void> {
+  const sample = loadSamples().find((s) => (s.object as { metadata?: { name?: string } }).metadata?.name === 'web-notes');
+  if (!sample) throw new Error('no web-notes sample');
+  const o = structuredClone(sample.object) as { metadata: { name: string }; spec: Record<string, unknown> };
+  const body = { ...o, metadata: { name }, spec: { ...o.spec, owner: 'team' } };
+  await kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: CHALLENGE_PLURAL, body });
+}

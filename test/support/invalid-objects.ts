@@ -152,6 +152,9 @@ export const invalidObjects: readonly InvalidCase[] = [
   challenge('flag for a container that does not exist', 'spec.flag.containers', set('spec.flag.containers', ['app', 'worker'])),
   challenge('secret name with upper-case letters', 'spec.flag.static.secretRef.name', unset('spec.flag.dynamic'), set('spec.flag.static', { secretRef: { name: 'Flag', key: 'flag' } })),
 
+  // Ownership.
+  challenge('owner that is neither user nor team', 'spec.owner', set('spec.owner', 'clan')),
+
   // Lifetime.
   challenge('default lifetime longer than the maximum', 'spec.lifetime.default', set('spec.lifetime.default', '4h')),
   challenge('default lifetime under a minute', 'spec.lifetime.default', set('spec.lifetime.default', '30s')),
@@ -172,6 +175,8 @@ export const invalidObjects: readonly InvalidCase[] = [
   session('user with a space', 'spec.user', set('spec.user', 'alice smith')),
   session('user over 128 characters', 'spec.user', set('spec.user', 'a'.repeat(129))),
   session('team with a slash', 'spec.team', set('spec.team', 'red/blue')),
+  session('team-owned session without a team', 'spec.team', unset('spec.team'), set('spec.owner', 'team')),
+  session('session owner that is neither user nor team', 'spec.owner', set('spec.owner', 'clan')),
   session('challenge that is not a DNS label', 'spec.challenge', set('spec.challenge', 'Web_Notes')),
   session('session name starting with a digit', 'metadata.name', set('metadata.name', '1-web-notes')),
   session('session name over 52 characters', 'metadata.name', set('metadata.name', `s${'x'.repeat(52)}`)),

@@ -4,6 +4,9 @@ import { Caches, type Raw } from '../../src/read-model/caches.js';
 import { IndexedStore, objectKey, type ObjectMetaLike, type WatchedCache } from '../../src/read-model/store.js';
 import type { InvolvedObject, Writer } from '../../src/kube/writes.js';
 import { OWNED_KINDS, type Owned, type OwnedCacheName } from '../../src/controller/owned-kinds.js';
+import { LABEL_CHALLENGE, LABEL_TEAM_HASH, LABEL_USER_HASH } from '../../src/api/group.js';
+import type { ChallengeSession, Owner } from '../../src/api/session.js';
+import { teamHash, userHash } from '../../src/reconcile/names.js';
 
 /**
  * In-memory stand-ins for orchestration unit tests (sample-controller style): caches filled by
@@ -71,6 +74,12 @@ export function memoryCaches(namespace: string): MemoryCaches {
 /** One cache per owned kind, with the kind's own trimming, as the controller builds them. */
 export function memoryChildren(namespace?: string): Record<OwnedCacheName, MemoryCache<Owned>> {
   return Object.fromEntries(OWNED_KINDS.map((k) => [k.cache, new MemoryCache<Owned>(k.trim, namespace)])) as Record<OwnedCacheName, MemoryCache<Owned>>;
+}
+
+/** What LiveReads.sessionsAt selects from `sessions`: the owner's hash label and the challenge label. */
+export function selectByOwner(sessions: Iterable<ChallengeSession>, owner: Owner, challenge: string): ChallengeSession[] {
+  const [key, value] = owner.mode === 'team' ? [LABEL_TEAM_HASH, teamHash(owner.team)] : [LABEL_USER_HASH, userHash(owner.user)];
+  return [...sessions].filter((s) => s.metadata.labels?.[key] === value && s.metadata.labels[LABEL_CHALLENGE] === challenge);
 }
 
 export interface Write {

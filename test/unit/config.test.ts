@@ -6,12 +6,16 @@ const base = { CTF_FLAG_SECRET: 'literal:0123456789abcdef', CTF_TOKEN_SECRET: '5
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig(base);
-    expect(c).toMatchObject({ port: 8080, namespace: 'ctf', engineNamespace: 'ctf', maxSessionsPerUser: 3, leaderElection: true, clusterDomain: 'cluster.local' });
+    expect(c).toMatchObject({ port: 8080, namespace: 'ctf', engineNamespace: 'ctf', maxSessionsPerUser: 3, instanceOwner: 'user', leaderElection: true, clusterDomain: 'cluster.local' });
     expect(c.flagKey).toEqual({ literal: '0123456789abcdef' });
     expect(Object.isFrozen(c)).toBe(true);
     expect(c.resyncMs).toBe(600_000);
     expect(c.auditMs).toBe(10_000);
     expect(c.watch.relistEveryMs).toBe(3_600_000);
+  });
+
+  it('makes instances team-owned by default with CTF_INSTANCE_OWNER=team', () => {
+    expect(loadConfig({ ...base, CTF_INSTANCE_OWNER: 'team' }).instanceOwner).toBe('team');
   });
 
   it('turns the cache audit and the periodic relist off with 0', () => {
@@ -40,6 +44,7 @@ describe('loadConfig', () => {
     [{ CTF_ENTRY_POD_SELECTOR: 'app' }, 'CTF_ENTRY_POD_SELECTOR: must be key=value'],
     [{ CTF_CACHE_AUDIT_SECONDS: '-1' }, 'CTF_CACHE_AUDIT_SECONDS'],
     [{ CTF_RELIST_SECONDS: 'hourly' }, 'CTF_RELIST_SECONDS'],
+    [{ CTF_INSTANCE_OWNER: 'squad' }, 'CTF_INSTANCE_OWNER: must be user or team'],
   ])('rejects %o with a message naming the variable', (override, message) => {
     const env: Record<string, string | undefined> = { ...base, ...override };
     expect(() => loadConfig(env)).toThrow(ConfigError);

@@ -303,8 +303,11 @@ describe('structural schema and CEL', () => {
     ]);
   });
 
-  it('a session spec cannot change', () => {
-    expect(rulesOf(nodeAt(rootSchema(SESSION_KIND), 'spec'))).toEqual([{ rule: 'self == oldSelf', message: 'spec is immutable' }]);
+  it('a session spec cannot change, and a team-owned one names its team', () => {
+    expect(rulesOf(nodeAt(rootSchema(SESSION_KIND), 'spec'))).toEqual([
+      { rule: 'self == oldSelf', message: 'spec is immutable' },
+      { rule: "!has(self.owner) || self.owner != 'team' || has(self.team)", message: 'a team-owned session needs a team', fieldPath: '.team' },
+    ]);
   });
 
   it.each([

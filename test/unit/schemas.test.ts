@@ -100,6 +100,8 @@ describe('defaults', () => {
       readinessProbe: { httpGet: { path: '/', port: 80 } },
     });
     expect(spec.flag.containers).toBeUndefined();
+    // No default: an absent owner means the engine's CTF_INSTANCE_OWNER.
+    expect(spec.owner).toBeUndefined();
   });
 
   it('fills the missing parts of a partial lifetime and still checks them against each other', () => {

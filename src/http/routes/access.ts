@@ -43,7 +43,7 @@ export function accessRoutes(app: ZodApp, service: SessionService): void {
         security: BEARER,
         params: z.object({ id: sessionIdSchema }),
         querystring: z.object({ port: documented(z.string().regex(/^[a-z0-9-]{1,63}$/, 'must be an exposed port name'), 'The exposed http port (its endpoint name); the first one by default').optional() }),
-        response: { 200: documented(linkSchema, 'The link'), ...problemResponses(400, 401, 404, 503) },
+        response: { 200: documented(linkSchema, 'The link'), ...problemResponses(400, 401, 403, 404, 503) },
       },
     },
     (request) => service.openLink(callerOf(request), request.params.id, request.query.port),

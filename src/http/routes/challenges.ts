@@ -26,13 +26,14 @@ export function challengeRoutes(app: ZodApp, service: SessionService): void {
       schema: {
         tags: ['challenges'],
         summary: 'Start a challenge',
-        description: 'Creates a session, or returns the caller\'s active session of the same challenge (200). Poll GET /api/sessions/{id}?wait=30 until it is ready.',
+        description:
+          "Creates a session, or returns the owner's active session of the same challenge (200). The owner is the caller, or the caller's team for a challenge whose owner is team: then any member's spawn returns the team's one instance, and a token without a team gets 403 team-required. Poll GET /api/sessions/{id}?wait=30 until it is ready.",
         security: BEARER,
         body: z.strictObject({ challenge: challengeNameSchema }),
         response: {
-          200: documented(sessionEnvelope, 'The caller already has an active session of this challenge'),
+          200: documented(sessionEnvelope, 'The caller (or their team) already has an active session of this challenge'),
           201: documented(sessionEnvelope, 'A new session was created; Location names it'),
-          ...problemResponses(400, 401, 404, 429, 503),
+          ...problemResponses(400, 401, 403, 404, 429, 503),
         },
       },
     },
@@ -58,10 +59,10 @@ export function challengeRoutes(app: ZodApp, service: SessionService): void {
       schema: {
         tags: ['challenges'],
         summary: 'Stop a session',
-        description: 'Players may stop their own sessions, admins any session.',
+        description: "Players may stop their own sessions and their team's, admins any session.",
         security: BEARER,
         params: z.object({ sessionId: sessionIdSchema }),
-        response: { 204: documented(z.undefined(), 'The session is being stopped'), ...problemResponses(400, 401, 404, 503) },
+        response: { 204: documented(z.undefined(), 'The session is being stopped'), ...problemResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request, reply) => {

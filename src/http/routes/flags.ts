@@ -52,7 +52,7 @@ export function flagRoutes(app: ZodApp, service: SessionService, limiting: FlagL
         description: 'Wrong flags are limited per user and per challenge; over the limit the reply is 429 with Retry-After.',
         security: BEARER,
         body: flagSubmissionBody,
-        response: { 200: documented(flagResultSchema, 'Whether the flag is correct'), ...problemResponses(400, 401, 404, 429, 503) },
+        response: { 200: documented(flagResultSchema, 'Whether the flag is correct'), ...problemResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     (request) => judge(callerOf(request), request.body),

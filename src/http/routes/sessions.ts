@@ -24,9 +24,9 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
     {
       schema: {
         tags: ['sessions'],
-        summary: "List the caller's sessions",
+        summary: "List the caller's sessions and their team's",
         description:
-          "Admins may pass all=true to list every session; players get their own either way. " +
+          "Admins may pass all=true to list every session; players get their own and their team's either way. " +
           `With wait=N (0-${MAX_WAIT_SECONDS}) the reply is held until none of the listed sessions is still starting (each is ready or failed), or N seconds have passed; with no sessions it comes at once.`,
         security: BEARER,
         querystring: z.object({
@@ -56,7 +56,7 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
         security: BEARER,
         params: z.object({ id: sessionIdSchema }),
         querystring: z.object({ wait: documented(waitSeconds, `Seconds to wait for the session to become ready or fail (0-${MAX_WAIT_SECONDS})`).optional() }),
-        response: { 200: documented(sessionEnvelope, 'The session'), ...problemResponses(400, 401, 404, 503) },
+        response: { 200: documented(sessionEnvelope, 'The session'), ...problemResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request, reply) => {
@@ -77,7 +77,7 @@ export function sessionRoutes(app: ZodApp, service: SessionService, closing: Abo
         summary: "Extend a session's lifetime",
         security: BEARER,
         params: z.object({ id: sessionIdSchema }),
-        response: { 200: documented(sessionEnvelope, 'The session with its new expiry'), ...problemResponses(400, 401, 404, 409, 503) },
+        response: { 200: documented(sessionEnvelope, 'The session with its new expiry'), ...problemResponses(400, 401, 403, 404, 409, 503) },
       },
     },
     async (request) => ({ session: await service.extend(callerOf(request), request.params.id) }),

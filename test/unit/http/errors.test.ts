@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { TEAM_REQUIRED } from '../../../src/sessions/owner.js';
 import { DomainError } from '../../../src/sessions/types.js';
 import { harness, problemOf } from './harness.js';
 
@@ -90,6 +91,7 @@ describe('domain errors', () => {
     [new DomainError('MaxLifetime', 'the session cannot live longer than 2h'), 409, 'max-lifetime', undefined],
     [new DomainError('Invalid', 'the challenge has no ports'), 400, 'invalid-request', undefined],
     [new DomainError('Unavailable', 'the apiserver is unreachable'), 503, 'unavailable', '5'],
+    [new DomainError('TeamRequired', TEAM_REQUIRED), 403, 'team-required', undefined],
   ];
 
   it.each(cases)('%s -> %i', async (err, status, kind, retryAfter) => {

@@ -27,6 +27,7 @@ export function catalogueEntry(name: string): CatalogueEntry {
     protocols: ['http'],
     lifetimeSeconds: 1800,
     maxLifetimeSeconds: 7200,
+    owner: 'user',
   };
 }
 
@@ -63,6 +64,7 @@ export class FakeSessionService implements SessionService {
       id: `${challenge}-${this.counter}`,
       challenge,
       user,
+      owner: 'user',
       phase: 'Running',
       ready: true,
       createdAt: '2026-01-01T00:00:00Z',

@@ -88,6 +88,18 @@ describe('Caches indexes', () => {
     expect(m.caches.sessionsOfChallenge('web-notes').map((s) => s.metadata.name)).toEqual(['s-3']);
   });
 
+  it('serve team-owned sessions by team only, and user-owned ones by user only, whoever started them', () => {
+    const m = memoryCaches('ctf');
+    m.sessions.put(session({ name: 't-1', user: 'alice', team: 'red', owner: 'team' }));
+    m.sessions.put(session({ name: 's-1', user: 'alice', team: 'red' }));
+    m.sessions.put(session({ name: 's-2', user: 'bob', team: 'red', owner: 'user' }));
+    expect(m.caches.sessionsOfTeam('red').map((s) => s.metadata.name)).toEqual(['t-1']);
+    expect(m.caches.sessionsOfUser('alice').map((s) => s.metadata.name)).toEqual(['s-1']);
+    expect(m.caches.sessionsOfUser('bob').map((s) => s.metadata.name)).toEqual(['s-2']);
+    m.sessions.remove(session({ name: 't-1' }));
+    expect(m.caches.sessionsOfTeam('red')).toEqual([]);
+  });
+
   it('leave out a session that does not parse, and report its error when read by name', () => {
     const m = memoryCaches('ctf');
     m.sessions.put({ metadata: { name: 'BAD', namespace: 'ctf' }, spec: { user: 'alice', challenge: 'web-notes' } });

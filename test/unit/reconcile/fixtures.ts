@@ -80,6 +80,8 @@ export interface SessionOptions {
   name?: string;
   challenge?: string;
   user?: string;
+  team?: string;
+  owner?: 'user' | 'team';
   expiresAt?: string;
   status?: Record<string, unknown>;
   generation?: number;
@@ -97,7 +99,7 @@ export function session(opts: SessionOptions = {}): ChallengeSession {
       creationTimestamp: CREATED,
       ...(opts.expiresAt !== undefined ? { annotations: { [ANNOTATION_EXPIRES_AT]: opts.expiresAt } } : {}),
     },
-    spec: { challenge: opts.challenge ?? 'web-notes', user: opts.user ?? 'alice@example.org' },
+    spec: { challenge: opts.challenge ?? 'web-notes', user: opts.user ?? 'alice@example.org', ...(opts.team ? { team: opts.team } : {}), ...(opts.owner ? { owner: opts.owner } : {}) },
     ...(opts.status ? { status: opts.status } : {}),
   });
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
-import { LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_SESSION, LABEL_USER_HASH, MANAGED_BY, API_VERSION, SESSION_KIND } from '../../../src/api/group.js';
-import { childNames, exposedPortName, userHash } from '../../../src/reconcile/names.js';
+import { LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_SESSION, LABEL_TEAM_HASH, LABEL_USER_HASH, MANAGED_BY, API_VERSION, SESSION_KIND } from '../../../src/api/group.js';
+import { childNames, exposedPortName, teamHash, userHash } from '../../../src/reconcile/names.js';
 import { childMetadata, ownerReference, sessionLabels, sessionSelector } from '../../../src/reconcile/labels.js';
 import { desiredFlagSecret } from '../../../src/reconcile/secret.js';
 import { NAMESPACE, SESSION_UID, session } from './fixtures.js';
@@ -50,6 +50,14 @@ describe('labels and owner', () => {
       [LABEL_MANAGED_BY]: MANAGED_BY,
     });
     expect(Object.values(sessionLabels(s)).join()).not.toContain('@');
+  });
+
+  it('adds the team hash to a team-owned session only, never to a user-owned one whose player has a team', () => {
+    const team = session({ user: 'alice@example.org', team: 'Red-Team:1', owner: 'team' });
+    expect(sessionLabels(team)).toEqual({ ...sessionLabels(s), [LABEL_TEAM_HASH]: teamHash('Red-Team:1') });
+    expect(teamHash('Red-Team:1')).toMatch(/^[0-9a-f]{16}$/);
+    expect(sessionLabels(session({ team: 'red', owner: 'user' }))).toEqual(sessionLabels(s));
+    expect(sessionLabels(session({ team: 'red' }))).toEqual(sessionLabels(s));
   });
 
   it('selects by the session label alone', () => {

@@ -45,7 +45,7 @@ function harness() {
     put({ ...s, metadata: { ...s.metadata, annotations, resourceVersion: String(Number(s.metadata.resourceVersion) + 1) } });
   };
   const live: LiveReads = { session: (n) => Promise.resolve(server.get(n)), sessionsAt: () => Promise.resolve([]), secretValue: () => Promise.resolve(undefined), ping: () => Promise.resolve() };
-  const d: PlayerDeps = { live, caches: mem.caches, writer, events: createRecorder(writer, silentLog), waits: new SessionWaits(mem.caches), log: silentLog, metrics: createMetrics(), flagKey: Buffer.alloc(32, 3), now: () => NOW };
+  const d: PlayerDeps = { live, caches: mem.caches, writer, events: createRecorder(writer, silentLog), waits: new SessionWaits(mem.caches), log: silentLog, metrics: createMetrics(), flagKey: Buffer.alloc(32, 3), instanceOwner: 'user', now: () => NOW };
   const a: AccessOptions = { key: accessKey(d.flagKey), secure: true, origin: (host) => `https://${host}` };
   mem.challenges.put(webChallenge());
   put(running('s-a', ALICE.user, 'uid-a', HOST_A));

@@ -10,7 +10,7 @@ import type { PlayerDeps } from '../../../src/sessions/deps.js';
 import { SessionWaits } from '../../../src/sessions/read-your-writes.js';
 import { sessionName, slotOrder, slotsToTry, spawnSession } from '../../../src/sessions/spawn.js';
 import { DomainError } from '../../../src/sessions/types.js';
-import { apiError, memoryCaches, RecordingWriter, silentLog } from '../../support/memory.js';
+import { apiError, memoryCaches, RecordingWriter, selectByOwner, silentLog } from '../../support/memory.js';
 import { NAMESPACE, pwnChallenge, webChallenge } from '../reconcile/fixtures.js';
 
 /**
@@ -29,7 +29,7 @@ function harness() {
   const server = new Map<string, ChallengeSession>();
   const live: LiveReads = {
     session: (name) => Promise.resolve(server.get(name)),
-    sessionsAt: (user, challenge) => Promise.resolve([...server.values()].filter((s) => s.spec.user === user && s.spec.challenge === challenge)),
+    sessionsAt: (owner, challenge) => Promise.resolve(selectByOwner(server.values(), owner, challenge)),
     secretValue: () => Promise.resolve(undefined),
     ping: () => Promise.resolve(),
   };
@@ -49,6 +49,7 @@ function harness() {
     log: silentLog,
     metrics: createMetrics(),
     flagKey: Buffer.alloc(32, 1),
+    instanceOwner: 'user',
     now: () => NOW,
   };
   mem.challenges.put(webChallenge());
