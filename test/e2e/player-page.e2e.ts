@@ -47,7 +47,7 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `${String(step).padStart(2, '0')}-${name}.png`), fullPage: true });
 }
 
-async function signIn(user: string, opts: { admin?: boolean; ttlSeconds?: number; width?: number } = {}): Promise<Page> {
+async function signIn(user: string, opts: { admin?: boolean; ttlSeconds?: number; width?: number; team?: string } = {}): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: opts.width ?? 1100, height: 900 } });
   const page = await context.newPage();
   // Nothing the API sends may run as script: a dialog or a marker set by injected markup fails the test.
@@ -59,6 +59,16 @@ async function signIn(user: string, opts: { admin?: boolean; ttlSeconds?: number
 }
 
 const card = (page: Page, title: string) => page.getByRole('article', { name: new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) });
+
+/**
+ * The instance's heading. The gateway may still be loading the Pod's endpoint for a moment after
+ * the session turns ready ("no available server", 503): like a player, reload until it answers.
+ */
+async function instancePage(instance: Page): Promise<string> {
+  const h1 = await instance.locator('h1').textContent({ timeout: 1000 }).catch(() => '');
+  if (h1 !== 'Notes') await instance.reload().catch(() => undefined);
+  return h1 ?? '';
+}
 
 /** "m:ss" or "h:mm:ss" to seconds. */
 function seconds(text: string): number {
@@ -89,6 +99,28 @@ beforeAll(async () => {
         expose: [{ name: 'http', port: 8080, protocol: 'http' }],
         flag: { dynamic: { format: 'CTF{%s}', length: 16 }, delivery: 'env', envName: 'FLAG' },
         lifetime: { default: '5m', max: '6m', extension: '1m' },
+      },
+    },
+  });
+  // The web sample owned by teams: one instance per team.
+  await cluster.kube.custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: cluster.namespace,
+    plural: CHALLENGE_PLURAL,
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Challenge',
+      metadata: { name: 'team-notes' },
+      spec: {
+        title: 'Team notes',
+        category: 'team',
+        points: 150,
+        description: 'Played by teams.',
+        owner: 'team',
+        containers: [{ name: 'app', image: 'challenge-engine/web-notes:1.0', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 2 }, scratchPaths: ['/tmp'] }],
+        expose: [{ name: 'http', port: 8080, protocol: 'http' }],
+        flag: { dynamic: { format: 'CTF{%s}', length: 16 }, delivery: 'env', envName: 'FLAG' },
       },
     },
   });
@@ -153,7 +185,7 @@ describe('the player page in a real browser', () => {
     await web.getByRole('button', { name: 'Open' }).click();
     const instance = await popup;
     await instance.waitForLoadState();
-    await expect.poll(() => instance.locator('h1').textContent().catch(() => ''), { timeout: 20_000 }).toBe('Notes');
+    await expect.poll(() => instancePage(instance), { timeout: 20_000, intervals: [250] }).toBe('Notes');
     expect(new URL(instance.url()).hostname.endsWith(`.${gw.domain}`)).toBe(true);
     await shot(instance, 'instance');
     await instance.close();
@@ -241,6 +273,34 @@ describe('the player page in a real browser', () => {
     await card(player, 'Notes').getByRole('button', { name: 'Start' }).waitFor({ timeout: 20_000 });
     await admin.context().close();
     await player.context().close();
+  });
+
+  it("shows a team's instance to every member of the team and to no other team", async () => {
+    const rita = await signIn('rita', { team: 'red' });
+    const ritaCard = card(rita, 'Team notes');
+    await ritaCard.waitFor();
+    expect(await ritaCard.textContent()).toContain('One instance per team');
+    await ritaCard.getByRole('button', { name: 'Start' }).click();
+    await ritaCard.getByRole('button', { name: 'Open' }).waitFor({ timeout: 90_000 });
+    // A second member of the team: the same instance, ready, no Start.
+    const rob = await signIn('rob', { team: 'red' });
+    const robCard = card(rob, 'Team notes');
+    await robCard.getByRole('button', { name: 'Open' }).waitFor({ timeout: 20_000 });
+    expect(await robCard.getByRole('button', { name: 'Start' }).count()).toBe(0);
+    await shot(rob, 'team-member');
+    const popup = rob.context().waitForEvent('page');
+    await robCard.getByRole('button', { name: 'Open' }).click();
+    const instance = await popup;
+    await expect.poll(() => instancePage(instance), { timeout: 20_000, intervals: [250] }).toBe('Notes');
+    // Another team sees no instance of it and would start its own.
+    const bea = await signIn('bea', { team: 'blue' });
+    const beaCard = card(bea, 'Team notes');
+    await beaCard.getByRole('button', { name: 'Start' }).waitFor({ timeout: 20_000 });
+    expect(await beaCard.getByRole('button', { name: 'Open' }).count()).toBe(0);
+    await shot(bea, 'other-team');
+    const teamSessions = caches.allSessions().filter((s) => s.spec.challenge === 'team-notes');
+    expect(teamSessions).toHaveLength(1);
+    for (const p of [rita, rob, bea]) await p.context().close();
   });
 
   it('works at phone width without sideways scrolling, every control reachable by keyboard', async () => {
