@@ -185,7 +185,7 @@ describe('the player page in a real browser', () => {
     await web.getByRole('button', { name: 'Open' }).click();
     const instance = await popup;
     await instance.waitForLoadState();
-    await expect.poll(() => instancePage(instance), { timeout: 20_000, intervals: [250] }).toBe('Notes');
+    await expect.poll(() => instancePage(instance), { timeout: 20_000, interval: 250 }).toBe('Notes');
     expect(new URL(instance.url()).hostname.endsWith(`.${gw.domain}`)).toBe(true);
     await shot(instance, 'instance');
     await instance.close();
@@ -291,7 +291,7 @@ describe('the player page in a real browser', () => {
     const popup = rob.context().waitForEvent('page');
     await robCard.getByRole('button', { name: 'Open' }).click();
     const instance = await popup;
-    await expect.poll(() => instancePage(instance), { timeout: 20_000, intervals: [250] }).toBe('Notes');
+    await expect.poll(() => instancePage(instance), { timeout: 20_000, interval: 250 }).toBe('Notes');
     // Another team sees no instance of it and would start its own.
     const bea = await signIn('bea', { team: 'blue' });
     const beaCard = card(bea, 'Team notes');
