@@ -100,6 +100,13 @@ const envSchema = z.object({
   CTF_CONTROLLER: bool.default(true),
   CTF_API: bool.default(true),
   CTF_CORS_ORIGINS: z.string().optional(),
+  CTF_WEBHOOK_URL: z
+    .string()
+    .url('must be the http(s) URL of the receiver')
+    .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+    .optional(),
+  CTF_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  CTF_WEBHOOK_MAX_BACKOFF_SECONDS: int(1, 86_400).default(300),
   CTF_SCOREBOARD_URL: z
     .string()
     .url('must be an http(s) URL')
@@ -148,6 +155,8 @@ export interface Config {
   runController: boolean;
   runApi: boolean;
   corsOrigins: string[];
+  /** Solve webhooks: where, the HMAC key, and the longest wait between two attempts. */
+  webhook: { url: string; secret: string; maxBackoffMs: number } | undefined;
   /** The player page: where it is built, and the scoreboard expired sign-ins go back to. */
   page: { dir: string | undefined; scoreboardUrl: string | undefined };
   logLevel: string;
@@ -169,6 +178,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     const missing = [!e.CTF_TOKEN_ISSUER && '  CTF_TOKEN_ISSUER: is required with CTF_JWKS_URL (the iss of the issuer\'s tokens)', !e.CTF_TOKEN_AUDIENCE && '  CTF_TOKEN_AUDIENCE: is required with CTF_JWKS_URL (the aud the issuer sets for this API)'].filter(Boolean);
     throw new ConfigError(`invalid configuration:\n${missing.join('\n')}`);
   }
+  if (e.CTF_WEBHOOK_URL && !e.CTF_WEBHOOK_SECRET) throw new ConfigError('invalid configuration:\n  CTF_WEBHOOK_SECRET: is required with CTF_WEBHOOK_URL (the HMAC key receivers verify events with)');
+  if (e.CTF_WEBHOOK_SECRET && guessableSecret(e.CTF_WEBHOOK_SECRET)) throw new ConfigError('invalid configuration:\n  CTF_WEBHOOK_SECRET: holds a placeholder or guessable value; set it to the output of openssl rand -hex 32');
   if (e.CTF_GATEWAY && !e.CTF_EXTERNAL_DOMAIN) throw new ConfigError('invalid configuration:\n  CTF_EXTERNAL_DOMAIN: is required with CTF_GATEWAY (the wildcard domain of the public hosts)');
   const flag = e.CTF_FLAG_SECRET;
   const listener = (v: string) => (v === 'none' ? undefined : v);
@@ -232,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     runController: e.CTF_CONTROLLER,
     runApi: e.CTF_API,
     corsOrigins: e.CTF_CORS_ORIGINS ? e.CTF_CORS_ORIGINS.split(',').map((s) => s.trim()) : [],
+    webhook: e.CTF_WEBHOOK_URL && e.CTF_WEBHOOK_SECRET ? { url: e.CTF_WEBHOOK_URL, secret: e.CTF_WEBHOOK_SECRET, maxBackoffMs: e.CTF_WEBHOOK_MAX_BACKOFF_SECONDS * 1000 } : undefined,
     page: { dir: e.CTF_WEB_DIR, scoreboardUrl: e.CTF_SCOREBOARD_URL },
     logLevel: e.LOG_LEVEL,
     logPretty: e.LOG_PRETTY,

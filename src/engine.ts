@@ -7,6 +7,7 @@ import { createWriter, type Writer } from './kube/writes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Caches } from './read-model/caches.js';
 import { LeaderElector } from './controller/leader.js';
+import { WebhookDelivery } from './webhooks/outbox.js';
 import { SessionController } from './controller/session-controller.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
@@ -92,11 +93,14 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     },
   });
 
+  // The leader delivers the webhook outbox; every replica's API records into it.
+  const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics }) : undefined;
   const startController = async () => {
     await ensureSessionNamespace(kube, writer, config.namespace).catch((err: unknown) =>
       log.error({ err: classifyError(err).message }, 'Could not label the sessions namespace for Pod Security Admission'),
     );
     await controller.start();
+    webhooks?.start();
   };
   let leader: LeaderElector | undefined;
   if (config.runController) {
@@ -117,6 +121,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
         onStoppedLeading: () => {
           metrics.leader.set({ name: config.leaseName }, 0);
           controller.stop().catch((err: unknown) => log.error({ err }, 'Controller failed to stop'));
+          webhooks?.stop().catch((err: unknown) => log.error({ err }, 'Webhook delivery failed to stop'));
         },
       });
       leader.start();
@@ -136,6 +141,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     flagKey,
     async stop() {
       await leader?.stop();
+      await webhooks?.stop();
       await controller.stop();
       await caches.stop();
     },
@@ -153,6 +159,7 @@ export function sessionService(engine: Engine, log: Logger): KubeSessionService 
     flagKey: engine.flagKey,
     maxSessionsPerUser: engine.config.maxSessionsPerUser,
     instanceOwner: engine.config.instanceOwner,
+    webhooks: engine.config.webhook !== undefined,
     publicHttp: { scheme: engine.config.publicAccess.httpScheme, port: engine.config.publicAccess.httpPort },
   });
 }

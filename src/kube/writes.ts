@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
 import type { Kube } from './client.js';
 import { GROUP, VERSION, SESSION_PLURAL, SESSION_KIND, API_VERSION } from '../api/group.js';
 
@@ -21,6 +21,10 @@ export interface Writer {
   /** Deletes only the very object read: a changed uid or resourceVersion gives a Conflict. */
   deleteSession(namespace: string, name: string, uid?: string, resourceVersion?: string): Promise<void>;
   event(involved: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string, related?: InvolvedObject): Promise<void>;
+  /** The webhook outbox (ConfigMaps, src/webhooks/outbox.ts): create (AlreadyExists when there), merge-patch, delete. */
+  createOutbox(namespace: string, body: V1ConfigMap): Promise<void>;
+  patchOutbox(namespace: string, name: string, patch: Record<string, unknown>): Promise<void>;
+  deleteOutbox(namespace: string, name: string): Promise<void>;
 }
 
 export interface InvolvedObject {
@@ -78,6 +82,18 @@ export function createWriter(kube: Kube, reporter: { component: string; instance
         propagationPolicy: 'Background',
         body: uid || resourceVersion ? { preconditions: { uid, resourceVersion } } : {},
       });
+    },
+    async createOutbox(namespace, body) {
+      count('create', 'configmaps');
+      await kube.core.createNamespacedConfigMap({ namespace, body });
+    },
+    async patchOutbox(namespace, name, patch) {
+      count('patch', 'configmaps');
+      await kube.core.patchNamespacedConfigMap({ namespace, name, body: patch }, mergePatch);
+    },
+    async deleteOutbox(namespace, name) {
+      count('delete', 'configmaps');
+      await kube.core.deleteNamespacedConfigMap({ namespace, name });
     },
 
     async event(involved, type, reason, message, related) {

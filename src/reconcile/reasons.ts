@@ -44,6 +44,8 @@ export const EventReason = {
   EgressDropped: 'EgressDropped',
   /** A player submitted the flag of this session (the related object is theirs). */
   FlagShared: 'FlagShared',
+  /** A solve webhook keeps failing (it stays pending and is retried). */
+  WebhookFailing: 'WebhookFailing',
   Expired: 'Expired',
   ChallengeDeleted: 'ChallengeDeleted',
   /** A Failed session whose condition carries no reason. */

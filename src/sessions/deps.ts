@@ -23,6 +23,8 @@ export interface PlayerDeps {
   flagKey: Buffer;
   /** Who owns the instances of a Challenge that does not say (spec.owner). */
   instanceOwner: OwnerMode;
+  /** Solve events go to the webhook outbox (src/webhooks/outbox.ts). */
+  webhooks?: boolean;
   now: () => Date;
 }
 

@@ -10,6 +10,8 @@ import { challengeOf, ownSessions, visibleSession, type PlayerDeps } from './dep
 import type { FlagIndex } from './flag-index.js';
 import { ownerModeOf, owns, spawnOwner } from './owner.js';
 import { DomainError, type Caller, type FlagResult, type FlagTarget } from './types.js';
+import { recordEvent } from '../webhooks/outbox.js';
+import { solveEvent } from '../webhooks/events.js';
 
 /**
  * Flag submissions: verify against the caller's own session (theirs, or their team's), record the
@@ -35,7 +37,7 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
   if (correct && own) {
     d.metrics.flagSubmissions.inc({ result: 'correct' });
     // Already solved as far as the cache knows: nothing to read or write.
-    if (!own.status?.solved) await recordSolve(d, own);
+    if (!own.status?.solved) await recordSolve(d, own, caller);
     return { correct: true };
   }
   const flagSession = flags.ownerOf(challengeName, flag);
@@ -76,14 +78,18 @@ async function isSessionFlag(d: PlayerDeps, flags: FlagIndex, s: ChallengeSessio
  * Records the first solve in the API's status members, over the resourceVersion just read; a
  * conflict means someone else wrote first, so read again and retry.
  */
-async function recordSolve(d: PlayerDeps, s: ChallengeSession): Promise<void> {
+async function recordSolve(d: PlayerDeps, s: ChallengeSession, caller: Caller): Promise<void> {
   const name = s.metadata.name;
   for (let attempt = 0; attempt < 5; attempt++) {
     const live = await d.live.session(name);
     if (!live || live.status?.solved) return;
-    const solve: Record<ApiStatusField, unknown> = { solved: true, solvedAt: formatTimestamp(d.now()) };
+    const solvedAt = formatTimestamp(d.now());
+    const solve: Record<ApiStatusField, unknown> = { solved: true, solvedAt };
     try {
       await d.writer.patchSessionStatus(d.caches.namespace, name, solve, live.metadata.resourceVersion);
+      // The scoreboard's event, in the cluster before the player hears "correct": it is
+      // delivered (and retried) by the leader even if the session ends at once.
+      if (d.webhooks) await recordEvent(d.writer, d.caches.namespace, solveEvent(live, caller, solvedAt));
       d.metrics.solves.inc({ challenge: s.spec.challenge });
       d.log.info({ session: name, challenge: s.spec.challenge }, 'Solved');
       await d.waits.untilWritten(name, live.metadata.uid, (c) => c.status?.solved === true);

@@ -41,6 +41,8 @@ export interface ServiceOptions {
   live?: LiveReads;
   /** Scheme and port players open public hosts with (Secure cookies for https). */
   publicHttp?: { scheme: 'http' | 'https'; port: number };
+  /** Record every solve in the webhook outbox (CTF_WEBHOOK_URL set). */
+  webhooks?: boolean;
 }
 
 export class KubeSessionService implements SessionService {
@@ -60,6 +62,7 @@ export class KubeSessionService implements SessionService {
       metrics: o.metrics,
       flagKey: o.flagKey,
       instanceOwner: o.instanceOwner ?? 'user',
+      webhooks: o.webhooks ?? false,
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);

@@ -125,6 +125,8 @@ const grants: [resource: string, verbs: string[], subresource?: string][] = [
   ['httproutes.gateway.networking.k8s.io', ['get', 'list', 'watch', 'create', 'patch']],
   ['tlsroutes.gateway.networking.k8s.io', ['get', 'list', 'watch', 'create', 'patch']],
   ['events', ['create', 'patch']],
+  // The solve webhook outbox (src/webhooks/outbox.ts).
+  ['configmaps', ['list', 'create', 'patch', 'delete']],
   ['leases.coordination.k8s.io', ['get', 'create', 'update']],
 ];
 
@@ -201,7 +203,9 @@ const denied: Check[] = [
   ['get', 'nodes', ''],
   ['create', 'customresourcedefinitions.apiextensions.k8s.io', ''],
   ['create', 'deployments.apps', NS],
-  ['create', 'configmaps', NS],
+  ['create', 'configmaps', 'default'],
+  ['get', 'configmaps', 'kube-system'],
+  ['update', 'configmaps', NS],
 ];
 
 function args([verb, resource, namespace, sub]: Check): string[] {

@@ -83,7 +83,7 @@ export function selectByOwner(sessions: Iterable<ChallengeSession>, owner: Owner
 }
 
 export interface Write {
-  verb: 'apply' | 'create' | 'patch-status' | 'patch-metadata' | 'delete' | 'event';
+  verb: 'apply' | 'create' | 'patch-status' | 'patch-metadata' | 'delete' | 'event' | 'patch';
   /** Kind and name, e.g. "Pod s-1" or "ChallengeSession s-1". */
   target: string;
   body?: unknown;
@@ -160,5 +160,17 @@ export class RecordingWriter implements Writer {
    
   async event(involved: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     this.record({ verb: 'event', target: `${involved.kind} ${involved.name}`, body: { type, reason, message } });
+  }
+
+  async createOutbox(_namespace: string, body: { metadata?: { name?: string } }): Promise<void> {
+    this.record({ verb: 'create', target: `ConfigMap ${body.metadata?.name ?? ''}`, body });
+  }
+
+  async patchOutbox(_namespace: string, name: string, patch: Record<string, unknown>): Promise<void> {
+    this.record({ verb: 'patch', target: `ConfigMap ${name}`, body: patch });
+  }
+
+  async deleteOutbox(_namespace: string, name: string): Promise<void> {
+    this.record({ verb: 'delete', target: `ConfigMap ${name}` });
   }
 }

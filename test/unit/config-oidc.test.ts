@@ -29,3 +29,24 @@ describe('token configuration', () => {
     expect(() => loadConfig({ ...flag, ...jwks, CTF_JWKS_COOLDOWN_SECONDS: '0' })).toThrow(/CTF_JWKS_COOLDOWN_SECONDS/);
   });
 });
+
+describe('webhook configuration', () => {
+  const base = { ...flag, CTF_TOKEN_SECRET: '5f0c9e2b7a4d1836c0e9f7a2b5d8c14e' };
+  it('takes a receiver URL and its HMAC key, with a bounded backoff', () => {
+    const c = loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://scoreboard.example.org/solves', CTF_WEBHOOK_SECRET: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0' });
+    expect(c.webhook).toEqual({ url: 'https://scoreboard.example.org/solves', secret: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0', maxBackoffMs: 300_000 });
+    expect(loadConfig(base).webhook).toBeUndefined();
+  });
+
+  it('refuses a URL without a secret, a placeholder secret and a short one, never printing it', () => {
+    expect(() => loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://scoreboard.example.org/solves' })).toThrow(/CTF_WEBHOOK_SECRET: is required with CTF_WEBHOOK_URL/);
+    expect(() => loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://s.example.org/', CTF_WEBHOOK_SECRET: 'CHANGE-ME-webhook-secret-0123456789abcdef' })).toThrow(/placeholder or guessable/);
+    expect(() => loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://s.example.org/', CTF_WEBHOOK_SECRET: 'short' })).toThrow(/at least 32 characters/);
+    try {
+      loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://s.example.org/', CTF_WEBHOOK_SECRET: 'CHANGE-ME-webhook-secret-0123456789abcdef' });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('CHANGE-ME-webhook');
+    }
+    expect(() => loadConfig({ ...base, CTF_WEBHOOK_URL: 'ftp://s.example.org/', CTF_WEBHOOK_SECRET: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0' })).toThrow(/CTF_WEBHOOK_URL/);
+  });
+});

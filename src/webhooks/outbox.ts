@@ -1,0 +1,139 @@
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { API_VERSION, GROUP, SESSION_KIND } from '../api/group.js';
+import { classifyError } from '../kube/errors.js';
+import type { Kube } from '../kube/client.js';
+import type { Writer } from '../kube/writes.js';
+import { EventReason } from '../reconcile/reasons.js';
+import { backoffMs, EVENT_ID_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, type SolveEvent } from './events.js';
+
+/*
+ * The webhook outbox lives in the cluster: one ConfigMap per event (`webhook-<event id>`), with
+ * no owner, so it outlives a session stopped or expired right after its solve, and survives any
+ * engine restart. The API writes it right after recording the solve; the leader delivers due
+ * events, deletes each once the receiver answered 2xx, and otherwise records the attempt and the
+ * next time (exponential backoff with jitter). Events that keep failing stay pending, counted in
+ * challenge_engine_webhook_pending and reported once by a Warning Event on their session.
+ */
+
+export const LABEL_OUTBOX = `${GROUP}/outbox`;
+export const OUTBOX_WEBHOOK = 'webhook';
+const ANNOTATION_ATTEMPTS = `${GROUP}/attempts`;
+const ANNOTATION_NEXT = `${GROUP}/next-attempt-at`;
+const ANNOTATION_ERROR = `${GROUP}/last-error`;
+/** After this many failed attempts the session gets a Warning Event (once). */
+export const REPORT_AFTER_ATTEMPTS = 5;
+
+export function outboxName(event: SolveEvent): string {
+  return `webhook-${event.id}`.slice(0, 253);
+}
+
+export function outboxEntry(namespace: string, event: SolveEvent): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: outboxName(event), namespace, labels: { [LABEL_OUTBOX]: OUTBOX_WEBHOOK }, annotations: { [ANNOTATION_ATTEMPTS]: '0' } },
+    data: { 'event.json': JSON.stringify(event) },
+  };
+}
+
+/** Records an event for delivery; an entry already there (the same event) is left alone. */
+export async function recordEvent(writer: Writer, namespace: string, event: SolveEvent): Promise<void> {
+  try {
+    await writer.createOutbox(namespace, outboxEntry(namespace, event));
+  } catch (err) {
+    if (classifyError(err).kind !== 'AlreadyExists') throw err;
+  }
+}
+
+export interface DeliveryOptions {
+  kube: Kube;
+  writer: Writer;
+  namespace: string;
+  url: string;
+  secret: string;
+  log: Logger;
+  metrics: { webhookDeliveries: { inc(labels: { result: string }): void }; webhookPending: { set(v: number): void } };
+  maxBackoffMs: number;
+  pollMs?: number;
+  timeoutMs?: number;
+  now?: () => Date;
+  random?: () => number;
+}
+
+/** The leader's delivery loop over the outbox. */
+export class WebhookDelivery {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+
+  constructor(private readonly o: DeliveryOptions) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.tick()
+        .catch((err: unknown) => this.o.log.warn({ err: classifyError(err).message }, 'Webhook outbox pass failed'))
+        .finally(() => this.schedule(this.o.pollMs ?? 1000));
+    }, ms);
+  }
+
+  /** One pass: every due entry is delivered once. */
+  async tick(): Promise<void> {
+    const now = (this.o.now ?? (() => new Date()))();
+    const list = await this.o.kube.core.listNamespacedConfigMap({ namespace: this.o.namespace, labelSelector: `${LABEL_OUTBOX}=${OUTBOX_WEBHOOK}` });
+    this.o.metrics.webhookPending.set(list.items.length);
+    const due = list.items.filter((cm) => Date.parse(cm.metadata?.annotations?.[ANNOTATION_NEXT] ?? '') <= now.getTime() || !cm.metadata?.annotations?.[ANNOTATION_NEXT]);
+    for (let i = 0; i < due.length && !this.stopped; i += 8) await Promise.all(due.slice(i, i + 8).map((cm) => this.deliver(cm, now)));
+  }
+
+  private async deliver(cm: V1ConfigMap, now: Date): Promise<void> {
+    const name = cm.metadata?.name ?? '';
+    const body = cm.data?.['event.json'];
+    if (!body) return;
+    const event = JSON.parse(body) as SolveEvent;
+    const ts = Math.floor(now.getTime() / 1000);
+    let failure: string | undefined;
+    try {
+      const res = await fetch(this.o.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.o.secret, ts, body), [TIMESTAMP_HEADER]: String(ts), [EVENT_ID_HEADER]: event.id },
+        body,
+        signal: AbortSignal.timeout(this.o.timeoutMs ?? 5000),
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      if (!res.ok) failure = `the receiver answered ${res.status}`;
+    } catch (err) {
+      failure = `the receiver cannot be reached (${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.name) : 'error'})`;
+    }
+    if (!failure) {
+      this.o.metrics.webhookDeliveries.inc({ result: 'delivered' });
+      await this.o.writer.deleteOutbox(this.o.namespace, name).catch((err: unknown) => {
+        if (classifyError(err).kind !== 'NotFound') throw err;
+      });
+      this.o.log.info({ event: event.id, session: event.session }, 'Webhook delivered');
+      return;
+    }
+    this.o.metrics.webhookDeliveries.inc({ result: 'failed' });
+    const attempts = Number(cm.metadata?.annotations?.[ANNOTATION_ATTEMPTS] ?? '0') + 1;
+    const next = new Date(now.getTime() + backoffMs(attempts - 1, this.o.maxBackoffMs, this.o.random ?? Math.random));
+    await this.o.writer.patchOutbox(this.o.namespace, name, { metadata: { annotations: { [ANNOTATION_ATTEMPTS]: String(attempts), [ANNOTATION_NEXT]: next.toISOString(), [ANNOTATION_ERROR]: failure } } });
+    this.o.log.warn({ event: event.id, attempts, next: next.toISOString(), reason: failure }, 'Webhook delivery failed; retrying');
+    if (attempts === REPORT_AFTER_ATTEMPTS) {
+      const involved = { apiVersion: API_VERSION, kind: SESSION_KIND, name: event.session, namespace: this.o.namespace };
+      await this.o.writer.event(involved, 'Warning', EventReason.WebhookFailing, `Solve webhook ${event.id} failed ${attempts} times (${failure}); still retrying`);
+    }
+  }
+}
