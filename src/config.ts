@@ -107,6 +107,7 @@ const envSchema = z.object({
     .optional(),
   CTF_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   CTF_WEBHOOK_MAX_BACKOFF_SECONDS: int(1, 86_400).default(300),
+  CTF_WEBHOOK_ALLOW_PRIVATE: bool.default(false),
   CTF_SCOREBOARD_URL: z
     .string()
     .url('must be an http(s) URL')
@@ -156,7 +157,7 @@ export interface Config {
   runApi: boolean;
   corsOrigins: string[];
   /** Solve webhooks: where, the HMAC key, and the longest wait between two attempts. */
-  webhook: { url: string; secret: string; maxBackoffMs: number } | undefined;
+  webhook: { url: string; secret: string; maxBackoffMs: number; allowPrivate: boolean } | undefined;
   /** The player page: where it is built, and the scoreboard expired sign-ins go back to. */
   page: { dir: string | undefined; scoreboardUrl: string | undefined };
   logLevel: string;
@@ -243,7 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     runController: e.CTF_CONTROLLER,
     runApi: e.CTF_API,
     corsOrigins: e.CTF_CORS_ORIGINS ? e.CTF_CORS_ORIGINS.split(',').map((s) => s.trim()) : [],
-    webhook: e.CTF_WEBHOOK_URL && e.CTF_WEBHOOK_SECRET ? { url: e.CTF_WEBHOOK_URL, secret: e.CTF_WEBHOOK_SECRET, maxBackoffMs: e.CTF_WEBHOOK_MAX_BACKOFF_SECONDS * 1000 } : undefined,
+    webhook: e.CTF_WEBHOOK_URL && e.CTF_WEBHOOK_SECRET ? { url: e.CTF_WEBHOOK_URL, secret: e.CTF_WEBHOOK_SECRET, maxBackoffMs: e.CTF_WEBHOOK_MAX_BACKOFF_SECONDS * 1000, allowPrivate: e.CTF_WEBHOOK_ALLOW_PRIVATE } : undefined,
     page: { dir: e.CTF_WEB_DIR, scoreboardUrl: e.CTF_SCOREBOARD_URL },
     logLevel: e.LOG_LEVEL,
     logPretty: e.LOG_PRETTY,

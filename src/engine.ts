@@ -8,6 +8,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { Caches } from './read-model/caches.js';
 import { LeaderElector } from './controller/leader.js';
 import { WebhookDelivery } from './webhooks/outbox.js';
+import { webhookTargetProblem } from './webhooks/target.js';
 import { SessionController } from './controller/session-controller.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
@@ -94,7 +95,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   });
 
   // The leader delivers the webhook outbox; every replica's API records into it.
-  const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics }) : undefined;
+  const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics, checkTarget: config.webhook.allowPrivate ? undefined : cachedTargetCheck(config.webhook.url) }) : undefined;
   const startController = async () => {
     await ensureSessionNamespace(kube, writer, config.namespace).catch((err: unknown) =>
       log.error({ err: classifyError(err).message }, 'Could not label the sessions namespace for Pod Security Admission'),
@@ -176,4 +177,17 @@ export async function ensureSessionNamespace(kube: Kube, writer: Writer, namespa
   };
   if (Object.entries(want).every(([k, v]) => labels[k] === v)) return;
   await writer.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { ...want, [`${LABEL_MANAGED_BY}-psa`]: MANAGED_BY } } });
+}
+
+/** The receiver's address check, at most once a minute (a name can resolve elsewhere later). */
+function cachedTargetCheck(url: string): () => Promise<string | undefined> {
+  let at = 0;
+  let last: string | undefined;
+  return async () => {
+    if (Date.now() - at > 60_000) {
+      last = await webhookTargetProblem(url);
+      at = Date.now();
+    }
+    return last;
+  };
 }

@@ -11,6 +11,7 @@ import { buildApp } from './http/app.js';
 import { createTokenVerifier } from './http/auth.js';
 import { combinedVerifier, createOidcVerifier } from './http/oidc.js';
 import { defaultPageDir } from './http/routes/page.js';
+import { webhookTargetProblem } from './webhooks/target.js';
 
 async function main(): Promise<void> {
   let config;
@@ -19,6 +20,10 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError) exitAtStart(err.message, 2);
     throw err;
+  }
+  if (config.webhook && !config.webhook.allowPrivate) {
+    const problem = await webhookTargetProblem(config.webhook.url);
+    if (problem) exitAtStart(`invalid configuration:\n  CTF_WEBHOOK_URL: ${problem}; set CTF_WEBHOOK_ALLOW_PRIVATE=true if that receiver is meant`, 2);
   }
   const log = createLogger({ level: config.logLevel, pretty: config.logPretty });
   const metrics = createMetrics();

@@ -55,6 +55,8 @@ export interface DeliveryOptions {
   log: Logger;
   metrics: { webhookDeliveries: { inc(labels: { result: string }): void }; webhookPending: { set(v: number): void } };
   maxBackoffMs: number;
+  /** Checked before each pass (the receiver's name may resolve elsewhere later); a reason refuses delivery. */
+  checkTarget?: () => Promise<string | undefined>;
   pollMs?: number;
   timeoutMs?: number;
   now?: () => Date;
@@ -95,28 +97,31 @@ export class WebhookDelivery {
     const now = (this.o.now ?? (() => new Date()))();
     const list = await this.o.kube.core.listNamespacedConfigMap({ namespace: this.o.namespace, labelSelector: `${LABEL_OUTBOX}=${OUTBOX_WEBHOOK}` });
     this.o.metrics.webhookPending.set(list.items.length);
+    const refused = list.items.length > 0 ? await this.o.checkTarget?.() : undefined;
     const due = list.items.filter((cm) => Date.parse(cm.metadata?.annotations?.[ANNOTATION_NEXT] ?? '') <= now.getTime() || !cm.metadata?.annotations?.[ANNOTATION_NEXT]);
-    for (let i = 0; i < due.length && !this.stopped; i += 8) await Promise.all(due.slice(i, i + 8).map((cm) => this.deliver(cm, now)));
+    for (let i = 0; i < due.length && !this.stopped; i += 8) await Promise.all(due.slice(i, i + 8).map((cm) => this.deliver(cm, now, refused)));
   }
 
-  private async deliver(cm: V1ConfigMap, now: Date): Promise<void> {
+  private async deliver(cm: V1ConfigMap, now: Date, refused: string | undefined): Promise<void> {
     const name = cm.metadata?.name ?? '';
     const body = cm.data?.['event.json'];
     if (!body) return;
     const event = JSON.parse(body) as SolveEvent;
     const ts = Math.floor(now.getTime() / 1000);
-    let failure: string | undefined;
-    try {
-      const res = await fetch(this.o.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.o.secret, ts, body), [TIMESTAMP_HEADER]: String(ts), [EVENT_ID_HEADER]: event.id },
-        body,
-        signal: AbortSignal.timeout(this.o.timeoutMs ?? 5000),
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (!res.ok) failure = `the receiver answered ${res.status}`;
-    } catch (err) {
-      failure = `the receiver cannot be reached (${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.name) : 'error'})`;
+    let failure = refused ? `delivery refused: ${refused}` : undefined;
+    if (!failure) {
+      try {
+        const res = await fetch(this.o.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.o.secret, ts, body), [TIMESTAMP_HEADER]: String(ts), [EVENT_ID_HEADER]: event.id },
+          body,
+          signal: AbortSignal.timeout(this.o.timeoutMs ?? 5000),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (!res.ok) failure = `the receiver answered ${res.status}`;
+      } catch (err) {
+        failure = `the receiver cannot be reached (${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.name) : 'error'})`;
+      }
     }
     if (!failure) {
       this.o.metrics.webhookDeliveries.inc({ result: 'delivered' });

@@ -51,7 +51,7 @@ describe('solve webhooks', () => {
   it('delivers every solve once by id through a 30 s receiver outage, 500s and two SIGKILLs of the engine', async () => {
     const port = await freePort();
     receiver = createReceiver(SECRET);
-    engine = await ApiEngine.create(cluster, { CTF_WEBHOOK_URL: `http://127.0.0.1:${port}/solves`, CTF_WEBHOOK_SECRET: SECRET, CTF_WEBHOOK_MAX_BACKOFF_SECONDS: '4', CTF_MAX_SESSIONS_PER_USER: '2' });
+    engine = await ApiEngine.create(cluster, { CTF_WEBHOOK_URL: `http://127.0.0.1:${port}/solves`, CTF_WEBHOOK_SECRET: SECRET, CTF_WEBHOOK_MAX_BACKOFF_SECONDS: '4', CTF_WEBHOOK_ALLOW_PRIVATE: 'true', CTF_MAX_SESSIONS_PER_USER: '2' });
     await engine.start();
     const t0 = Date.now();
     // The receiver is down: solves are answered at once all the same.

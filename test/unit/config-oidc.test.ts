@@ -34,7 +34,7 @@ describe('webhook configuration', () => {
   const base = { ...flag, CTF_TOKEN_SECRET: '5f0c9e2b7a4d1836c0e9f7a2b5d8c14e' };
   it('takes a receiver URL and its HMAC key, with a bounded backoff', () => {
     const c = loadConfig({ ...base, CTF_WEBHOOK_URL: 'https://scoreboard.example.org/solves', CTF_WEBHOOK_SECRET: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0' });
-    expect(c.webhook).toEqual({ url: 'https://scoreboard.example.org/solves', secret: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0', maxBackoffMs: 300_000 });
+    expect(c.webhook).toEqual({ url: 'https://scoreboard.example.org/solves', secret: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0', maxBackoffMs: 300_000, allowPrivate: false });
     expect(loadConfig(base).webhook).toBeUndefined();
   });
 

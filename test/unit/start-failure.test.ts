@@ -35,6 +35,16 @@ describe('a start that fails on its configuration', { timeout: 30_000 }, () => {
     expect(message).not.toContain(PLACEHOLDER);
   });
 
+  it('refuses a webhook receiver on a link-local, loopback or cluster-internal address unless allowed', async () => {
+    const secrets = { CTF_FLAG_SECRET: 'literal:0123456789abcdef', CTF_TOKEN_SECRET: '5f0c9e2b7a4d1836c0e9f7a2b5d8c14e', CTF_WEBHOOK_SECRET: '9c4e1b7a2f5d8036e1c9a7f2b4d6e8a0' };
+    for (const url of ['http://169.254.169.254/latest/meta-data', 'http://127.0.0.1:9000/solves', 'http://scoreboard.ctf.svc.cluster.local/solves']) {
+      const { code, stderr } = await runMain({ ...secrets, CTF_WEBHOOK_URL: url });
+      expect(code, url).toBe(2);
+      expect(stderr).toMatch(/CTF_WEBHOOK_URL: .*(link-local|cluster-internal).*CTF_WEBHOOK_ALLOW_PRIVATE=true/);
+      expect(stderr).not.toContain(secrets.CTF_WEBHOOK_SECRET);
+    }
+  });
+
   it('still exits 2 when the termination message file is not there, and does not create it', async () => {
     const log = join(dir, 'absent', 'termination-log');
     const { code, stderr } = await runMain({ CTF_FLAG_SECRET: 'literal:short', CTF_TOKEN_SECRET: PLACEHOLDER, CTF_TERMINATION_LOG: log });
