@@ -19,7 +19,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO_ROOT, kubectl, type ClusterState } from './lib/control-plane.js';
 import { installSampleChallenges } from './lib/deploy.js';
-import type { GatewayState } from './lib/gateway.js';
+import { gatewayEngineEnv, type GatewayState } from './lib/gateway.js';
 import { clusterDir, ensureLocalCluster, realNodeUnavailable } from './lib/local-cluster.js';
 import { GATEWAY } from './lib/real-node.js';
 import { TICKET_TTL_SECONDS } from '../src/sessions/access.js';
@@ -41,22 +41,6 @@ async function devSecrets(): Promise<{ token: string; flag: string }> {
   const s = { token: randomBytes(32).toString('hex'), flag: randomBytes(32).toString('hex') };
   await writeFile(file, `CTF_TOKEN_SECRET=${s.token}\nCTF_FLAG_KEY=${s.flag}\n`, { mode: 0o600 });
   return s;
-}
-
-/** The engine settings that publish instances on the local gateway (as overlays/local does in-cluster). */
-function gatewayEnv(gw: GatewayState): Record<string, string> {
-  return {
-    CTF_EXTERNAL_DOMAIN: gw.domain,
-    CTF_GATEWAY: `${gw.namespace}/${gw.name}`,
-    CTF_GATEWAY_HTTP_LISTENER: gw.listeners.http,
-    CTF_GATEWAY_TLS_LISTENER: gw.listeners.tls,
-    CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access',
-    CTF_PUBLIC_HTTP_SCHEME: 'http',
-    CTF_PUBLIC_HTTP_PORT: String(gw.httpPort),
-    CTF_PUBLIC_TLS_PORT: String(gw.tlsPort),
-    CTF_ENTRY_NAMESPACE_SELECTOR: gw.namespaceSelector,
-    CTF_ENTRY_POD_SELECTOR: gw.podSelector,
-  };
 }
 
 async function prepareNamespace(state: ClusterState, gw: GatewayState | undefined): Promise<void> {
@@ -182,7 +166,7 @@ async function main(): Promise<void> {
     PORT: port,
     LOG_PRETTY: process.env.LOG_PRETTY ?? 'true',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-    ...(gw ? gatewayEnv(gw) : {}),
+    ...(gw ? gatewayEngineEnv(gw) : {}),
   };
   // The player page, rebuilt on every change to web/.
   const tsx = join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');

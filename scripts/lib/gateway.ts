@@ -231,3 +231,19 @@ export async function startGateway(cluster: ClusterState, node: RealNodeState, p
   progress(`gateway ${address} (http :${httpPort}, tls :${tlsPort}, *.${domain}) Programmed in ${((Date.now() - t0) / 1000).toFixed(1)}s; secret ${TLS_SECRET}, CA ${certs.ca}`);
   return state;
 }
+
+/** The engine settings that publish instances on the local gateway (as overlays/local does in-cluster). */
+export function gatewayEngineEnv(gw: GatewayState): Record<string, string> {
+  return {
+    CTF_EXTERNAL_DOMAIN: gw.domain,
+    CTF_GATEWAY: `${gw.namespace}/${gw.name}`,
+    CTF_GATEWAY_HTTP_LISTENER: gw.listeners.http,
+    CTF_GATEWAY_TLS_LISTENER: gw.listeners.tls,
+    CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access',
+    CTF_PUBLIC_HTTP_SCHEME: 'http',
+    CTF_PUBLIC_HTTP_PORT: String(gw.httpPort),
+    CTF_PUBLIC_TLS_PORT: String(gw.tlsPort),
+    CTF_ENTRY_NAMESPACE_SELECTOR: gw.namespaceSelector,
+    CTF_ENTRY_POD_SELECTOR: gw.podSelector,
+  };
+}

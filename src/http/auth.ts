@@ -76,8 +76,11 @@ export function issueToken(secret: string, opts: IssueOptions): Promise<string> 
   return createTokenIssuer(secret).issue(opts);
 }
 
-/** A short, quote-free reason; it goes to the client in the problem and WWW-Authenticate. */
-function describeJoseError(err: unknown): string {
+/**
+ * A short, quote-free reason; it goes to the client in the problem and WWW-Authenticate.
+ * `algorithms`: what the verifier accepts (the shared secret's, or an issuer's).
+ */
+export function describeJoseError(err: unknown, algorithms: readonly string[] = ['HS256']): string {
   if (err instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.reason === 'missing') return `the token has no ${err.claim} claim`;
@@ -85,7 +88,9 @@ function describeJoseError(err: unknown): string {
     if (err.claim === 'iss' || err.claim === 'aud') return 'the token was not issued for this API';
     return `the token ${err.claim} claim is invalid`;
   }
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'the token must be signed with HS256';
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return `the token must be signed with ${algorithms.length === 1 ? algorithms[0] : `one of ${algorithms.join(', ')}`}`;
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'the token was signed with a key the issuer does not publish';
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return "the issuer's keys cannot be read right now";
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is invalid';
   return 'the token is malformed';
 }

@@ -1,8 +1,8 @@
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { USER_PATTERN } from '../api/session.js';
 import type { Caller } from '../sessions/types.js';
-import { InvalidTokenError, type TokenVerifier } from './auth.js';
+import { describeJoseError, InvalidTokenError, type TokenVerifier } from './auth.js';
 
 /**
  * Tokens of any OIDC / JWKS issuer (the scoreboard's identity provider): RS256, ES256 and EdDSA
@@ -36,21 +36,6 @@ function claim(payload: JWTPayload, path: string): unknown {
   let v: unknown = payload;
   for (const part of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
   return v;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'the token has expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.reason === 'missing') return `the token has no ${err.claim} claim`;
-    if (err.claim === 'nbf') return 'the token is not valid yet';
-    if (err.claim === 'iss' || err.claim === 'aud') return 'the token was not issued for this API';
-    return `the token ${err.claim} claim is invalid`;
-  }
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return `the token must be signed with one of ${ASYMMETRIC_ALGORITHMS.join(', ')}`;
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'the token was signed with a key the issuer does not publish';
-  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return 'the issuer\'s keys cannot be read right now';
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is invalid';
-  return 'the token is malformed';
 }
 
 export function mapClaims(payload: JWTPayload, o: Pick<OidcOptions, 'claims' | 'adminValue'>): Caller {
@@ -88,7 +73,7 @@ export function createOidcVerifier(o: OidcOptions): TokenVerifier {
           currentDate,
         }));
       } catch (err) {
-        throw new InvalidTokenError(describe(err));
+        throw new InvalidTokenError(describeJoseError(err, ASYMMETRIC_ALGORITHMS));
       }
       const caller = mapClaims(payload, o);
       verified.set(token, { caller, exp: payload.exp ?? 0 });

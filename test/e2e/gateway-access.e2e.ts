@@ -16,7 +16,7 @@ import type { Engine } from '../../src/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
 import { installSamples, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
 import { GATEWAY } from '../../scripts/lib/real-node.js';
-import type { GatewayState } from '../../scripts/lib/gateway.js';
+import { gatewayEngineEnv, type GatewayState } from '../../scripts/lib/gateway.js';
 
 /**
  * Players reach their own instances through the real gateway (Traefik on the real node) and
@@ -131,16 +131,7 @@ beforeAll(async () => {
   const metrics = createMetrics();
   ({ engine } = await startTestEngine(cluster.kubeconfig, cluster.namespace, {
     CTF_MAX_SESSIONS_PER_USER: '5',
-    CTF_GATEWAY: `${gw.namespace}/${gw.name}`,
-    CTF_GATEWAY_HTTP_LISTENER: gw.listeners.http,
-    CTF_GATEWAY_TLS_LISTENER: gw.listeners.tls,
-    CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access',
-    CTF_EXTERNAL_DOMAIN: gw.domain,
-    CTF_PUBLIC_HTTP_SCHEME: 'http',
-    CTF_PUBLIC_HTTP_PORT: String(gw.httpPort),
-    CTF_PUBLIC_TLS_PORT: String(gw.tlsPort),
-    CTF_ENTRY_NAMESPACE_SELECTOR: gw.namespaceSelector,
-    CTF_ENTRY_POD_SELECTOR: gw.podSelector,
+    ...gatewayEngineEnv(gw),
   }));
   caches = Caches.watching(engine.kube, cluster.namespace, log);
   await caches.start();

@@ -14,7 +14,7 @@ import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
 import { REPO_ROOT } from '../../scripts/lib/control-plane.js';
 import { GATEWAY } from '../../scripts/lib/real-node.js';
-import type { GatewayState } from '../../scripts/lib/gateway.js';
+import { gatewayEngineEnv, type GatewayState } from '../../scripts/lib/gateway.js';
 import { useCluster, waitUntil } from '../support/kube.js';
 import { installSamples, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
 import { CHALLENGE_PLURAL, GROUP, VERSION } from '../../src/api/group.js';
@@ -75,69 +75,41 @@ function seconds(text: string): number {
   return text.split(':').map(Number).reduce((acc, n) => acc * 60 + n, 0);
 }
 
+/** A Challenge running the web sample's image, with these texts and settings. */
+function installWebChallenge(name: string, spec: Record<string, unknown>): Promise<unknown> {
+  return cluster.kube.custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: cluster.namespace,
+    plural: CHALLENGE_PLURAL,
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Challenge',
+      metadata: { name },
+      spec: {
+        containers: [{ name: 'app', image: 'challenge-engine/web-notes:1.0', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 2 }, scratchPaths: ['/tmp'] }],
+        expose: [{ name: 'http', port: 8080, protocol: 'http' }],
+        flag: { dynamic: { format: 'CTF{%s}', length: 16 }, delivery: 'env', envName: 'FLAG' },
+        ...spec,
+      },
+    },
+  });
+}
+
 beforeAll(async () => {
   expect(gw, 'the real node state records no gateway').toBeDefined();
   await run(process.execPath, [join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(REPO_ROOT, 'scripts', 'build-web.ts')]);
   await mkdir(ARTIFACTS, { recursive: true });
   await installSamples(cluster.kube, cluster.namespace);
   // A challenge whose texts are markup, with a short maximum lifetime (one extension reaches it).
-  await cluster.kube.custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: cluster.namespace,
-    plural: CHALLENGE_PLURAL,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'Challenge',
-      metadata: { name: 'markup-notes' },
-      spec: {
-        title: '<i>Markup</i> notes',
-        category: 'misc',
-        points: 50,
-        description: MARKUP,
-        containers: [{ name: 'app', image: 'challenge-engine/web-notes:1.0', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 2 }, scratchPaths: ['/tmp'] }],
-        expose: [{ name: 'http', port: 8080, protocol: 'http' }],
-        flag: { dynamic: { format: 'CTF{%s}', length: 16 }, delivery: 'env', envName: 'FLAG' },
-        lifetime: { default: '5m', max: '6m', extension: '1m' },
-      },
-    },
-  });
+  await installWebChallenge('markup-notes', { title: '<i>Markup</i> notes', category: 'misc', points: 50, description: MARKUP, lifetime: { default: '5m', max: '6m', extension: '1m' } });
   // The web sample owned by teams: one instance per team.
-  await cluster.kube.custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: cluster.namespace,
-    plural: CHALLENGE_PLURAL,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'Challenge',
-      metadata: { name: 'team-notes' },
-      spec: {
-        title: 'Team notes',
-        category: 'team',
-        points: 150,
-        description: 'Played by teams.',
-        owner: 'team',
-        containers: [{ name: 'app', image: 'challenge-engine/web-notes:1.0', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 2 }, scratchPaths: ['/tmp'] }],
-        expose: [{ name: 'http', port: 8080, protocol: 'http' }],
-        flag: { dynamic: { format: 'CTF{%s}', length: 16 }, delivery: 'env', envName: 'FLAG' },
-      },
-    },
-  });
+  await installWebChallenge('team-notes', { title: 'Team notes', category: 'team', points: 150, description: 'Played by teams.', owner: 'team' });
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
   ({ engine } = await startTestEngine(cluster.kubeconfig, cluster.namespace, {
     CTF_MAX_SESSIONS_PER_USER: '5',
-    CTF_GATEWAY: `${gw.namespace}/${gw.name}`,
-    CTF_GATEWAY_HTTP_LISTENER: gw.listeners.http,
-    CTF_GATEWAY_TLS_LISTENER: gw.listeners.tls,
-    CTF_GATEWAY_AUTH_FILTER: 'traefik.io/Middleware/challenge-engine-access',
-    CTF_EXTERNAL_DOMAIN: gw.domain,
-    CTF_PUBLIC_HTTP_SCHEME: 'http',
-    CTF_PUBLIC_HTTP_PORT: String(gw.httpPort),
-    CTF_PUBLIC_TLS_PORT: String(gw.tlsPort),
-    CTF_ENTRY_NAMESPACE_SELECTOR: gw.namespaceSelector,
-    CTF_ENTRY_POD_SELECTOR: gw.podSelector,
+    ...gatewayEngineEnv(gw),
   }));
   caches = Caches.watching(engine.kube, cluster.namespace, log);
   await caches.start();
