@@ -204,8 +204,9 @@ describe('the player page in a real browser', () => {
     const extend = markup.getByRole('button', { name: 'Extend' });
     expect(await extend.isEnabled()).toBe(true);
     await extend.click();
-    await expect.poll(() => extend.isDisabled(), { timeout: 10_000 }).toBe(true);
-    expect(await markup.textContent()).toContain('At the maximum lifetime of 6 min');
+    // Extend is also disabled while its own request runs: wait for the reason, then check the button.
+    await expect.poll(async () => (await markup.textContent()) ?? '', { timeout: 10_000 }).toContain('At the maximum lifetime of 6 min');
+    expect(await extend.isDisabled()).toBe(true);
     expect(await page.evaluate('window.__pwned')).toBeUndefined();
     await shot(page, 'markup-and-max-lifetime');
     await page.context().close();
