@@ -10,6 +10,7 @@ import { LeaderElector } from './controller/leader.js';
 import { WebhookDelivery } from './webhooks/outbox.js';
 import { webhookTargetProblem } from './webhooks/target.js';
 import { SessionController } from './controller/session-controller.js';
+import { PoolController } from './controller/pool-controller.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './api/group.js';
@@ -26,6 +27,7 @@ export interface Engine {
   kube: Kube;
   caches: Caches;
   controller: SessionController;
+  pools: PoolController;
   leader: LeaderElector | undefined;
   metrics: Metrics;
   writer: Writer;
@@ -94,6 +96,8 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     },
   });
 
+  // The leader keeps the warm pools full; every replica's API claims from them.
+  const pools = new PoolController({ caches, writer, log, metrics, resyncMs: config.resyncMs });
   // The leader delivers the webhook outbox; every replica's API records into it.
   const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics, checkTarget: config.webhook.allowPrivate ? undefined : cachedTargetCheck(config.webhook.url) }) : undefined;
   const startController = async () => {
@@ -101,6 +105,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
       log.error({ err: classifyError(err).message }, 'Could not label the sessions namespace for Pod Security Admission'),
     );
     await controller.start();
+    pools.start();
     webhooks?.start();
   };
   let leader: LeaderElector | undefined;
@@ -122,6 +127,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
         onStoppedLeading: () => {
           metrics.leader.set({ name: config.leaseName }, 0);
           controller.stop().catch((err: unknown) => log.error({ err }, 'Controller failed to stop'));
+          pools.stop().catch((err: unknown) => log.error({ err }, 'Pool controller failed to stop'));
           webhooks?.stop().catch((err: unknown) => log.error({ err }, 'Webhook delivery failed to stop'));
         },
       });
@@ -136,6 +142,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     kube,
     caches,
     controller,
+    pools,
     leader,
     metrics,
     writer,
@@ -143,6 +150,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     async stop() {
       await leader?.stop();
       await webhooks?.stop();
+      await pools.stop();
       await controller.stop();
       await caches.stop();
     },

@@ -5,12 +5,15 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * several engines in one process). Names follow controller-runtime and client-go where they exist.
  */
 export type SessionSource = () => Iterable<{ challenge: string; phase: string }>;
+/** Per challenge with a pool: its target size and its unclaimed instances, ready or starting. */
+export type PoolSource = () => Iterable<{ challenge: string; size: number; ready: number; starting: number }>;
 
 export function createMetrics() {
   const registry = new Registry();
   // Sessions by challenge and phase are counted from the cache at scrape time, so the gauge is
   // always exact and costs nothing between scrapes.
   let sessionSource: SessionSource | undefined;
+  let poolSource: PoolSource | undefined;
   collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
@@ -68,6 +71,43 @@ export function createMetrics() {
     setSessionSource(source: SessionSource): void {
       sessionSource = source;
     },
+    pool: new Gauge({
+      name: 'challenge_engine_pool_instances',
+      help: 'Unclaimed warm pool instances by challenge and state (ready: claimable; starting: not ready yet; target: spec.pool.size)',
+      labelNames: ['challenge', 'state'],
+      registers: r,
+      collect() {
+        if (!poolSource) return;
+        this.reset();
+        for (const p of poolSource()) {
+          this.set({ challenge: p.challenge, state: 'target' }, p.size);
+          this.set({ challenge: p.challenge, state: 'ready' }, p.ready);
+          this.set({ challenge: p.challenge, state: 'starting' }, p.starting);
+        }
+      },
+    }),
+    /** Where the pool gauge counts from (the informer cache). */
+    setPoolSource(source: PoolSource): void {
+      poolSource = source;
+    },
+    poolClaims: new Counter({
+      name: 'challenge_engine_pool_claims_total',
+      help: 'Spawns of challenges with a pool, by result: claimed (a warm instance), miss (none ready: a fresh instance), conflict (another replica claimed the same instance first; retried)',
+      labelNames: ['challenge', 'result'],
+      registers: r,
+    }),
+    poolRefill: new Histogram({
+      name: 'challenge_engine_pool_refill_seconds',
+      help: 'Time from creating a pool instance to it being ready to claim',
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers: r,
+    }),
+    poolClaimToPublished: new Histogram({
+      name: 'challenge_engine_pool_claim_to_published_seconds',
+      help: 'Time from a claim to the controller publishing the claimed instance (ingress, routes, status)',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: r,
+    }),
     spawnToReady: new Histogram({
       name: 'challenge_engine_spawn_to_ready_seconds',
       help: 'Time from session creation to Running',

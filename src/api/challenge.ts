@@ -150,6 +150,11 @@ export const challengeSpecSchema = z
      * instance per team); absent: the engine's default (CTF_INSTANCE_OWNER).
      */
     owner: z.enum(OWNER_MODES).optional(),
+    /**
+     * Warm instances: `size` ready, unclaimed instances of this challenge are kept (unreachable,
+     * no player) so a spawn claims one instead of waiting for a fresh Pod.
+     */
+    pool: z.strictObject({ size: z.number().int().min(0).max(1000) }).optional(),
     /** Concurrent sessions of this challenge one user may hold. */
     maxSessionsPerUser: z.number().int().min(1).max(10).default(1),
     network: z

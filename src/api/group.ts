@@ -23,3 +23,16 @@ export const ANNOTATION_SPEC_HASH = `${GROUP}/spec-hash`;
 /** Hash of the nonce of the session's one open access link (see src/access/tokens.ts); removed when used. */
 export const ANNOTATION_ACCESS_TICKET = `${GROUP}/access-ticket`;
 export const ANNOTATION_CHALLENGE_GENERATION = `${GROUP}/challenge-generation`;
+
+/** On a pool instance's session only: the Challenge it is kept warm for (unclaimed or claimed). */
+export const LABEL_POOL = `${GROUP}/pool`;
+/**
+ * A claimed pool instance's player, written once by the claim (src/sessions/pool-claim.ts) with a
+ * resourceVersion precondition, so no instance ever gets two owners.
+ */
+export const ANNOTATION_CLAIMED_USER = `${GROUP}/claimed-user`;
+export const ANNOTATION_CLAIMED_TEAM = `${GROUP}/claimed-team`;
+/** `user` or `team`, as spec.owner of a spawned session. */
+export const ANNOTATION_CLAIMED_OWNER = `${GROUP}/claimed-owner`;
+/** RFC 3339 instant with milliseconds: the lifetime (and the public host) count from it. */
+export const ANNOTATION_CLAIMED_AT = `${GROUP}/claimed-at`;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { API_VERSION, SESSION_KIND } from './group.js';
+import { ANNOTATION_CLAIMED_AT, ANNOTATION_CLAIMED_OWNER, ANNOTATION_CLAIMED_TEAM, ANNOTATION_CLAIMED_USER, API_VERSION, SESSION_KIND } from './group.js';
 import { conditionSchema, objectMeta, OWNER_MODES } from './common.js';
 
 /**
@@ -21,7 +21,8 @@ export const sessionSpecSchema = z.strictObject({
     .min(1)
     .max(63)
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be the name of a Challenge (a DNS label)'),
-  user: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit'),
+  /** The player who started the session; absent on a warm pool instance (spec.pool). */
+  user: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-, starting with a letter or digit').optional(),
   team: z.string().max(128).regex(new RegExp(USER_PATTERN), 'must be 1-128 characters of letters, digits and ._@:+-').optional(),
   /**
    * Who the instance belongs to: `user` (also when absent, as for every session from before
@@ -29,16 +30,75 @@ export const sessionSpecSchema = z.strictObject({
    * owner later never changes who may use a running instance.
    */
   owner: z.enum(OWNER_MODES).optional(),
-}).refine((s) => s.owner !== 'team' || s.team !== undefined, { path: ['team'], message: 'a team-owned session needs a team' });
+  /**
+   * A warm instance the controller keeps ready for the Challenge's pool (spec.pool.size): it has
+   * no player until a spawn claims it, which records the player in the claimed-* annotations.
+   */
+  pool: z.boolean().optional(),
+})
+  .refine((s) => s.owner !== 'team' || s.team !== undefined, { path: ['team'], message: 'a team-owned session needs a team' })
+  .refine((s) => (s.pool === true ? s.user === undefined && s.team === undefined && s.owner === undefined : s.user !== undefined), {
+    path: ['user'],
+    message: 'a session needs a user, and a pool instance (pool: true) has none',
+  });
 
 /** Who may use a session: one user, or every member of one team. */
 export type Owner = { mode: 'user'; user: string } | { mode: 'team'; team: string };
 
-export function sessionOwner(spec: Pick<SessionSpec, 'user' | 'team' | 'owner'>): Owner {
-  return spec.owner === 'team' && spec.team !== undefined ? { mode: 'team', team: spec.team } : { mode: 'user', user: spec.user };
+/** The player a session is for: who started it (or claimed it from the pool) and who owns it. */
+export interface Player {
+  user: string;
+  team?: string;
+  owner: Owner;
 }
 
-export function sameOwner(a: Owner, b: Owner): boolean {
+type SessionIdentity = Pick<ChallengeSession, 'spec'> & { metadata: Pick<ChallengeSession['metadata'], 'annotations'> };
+
+/** Whether the session is a warm pool instance (claimed or not). */
+export function isPoolSession(s: Pick<ChallengeSession, 'spec'>): boolean {
+  return s.spec.pool === true;
+}
+
+/** Whether the session is a pool instance no spawn has claimed yet: nobody may use it. */
+export function isUnclaimedPool(s: SessionIdentity): boolean {
+  return isPoolSession(s) && s.metadata.annotations?.[ANNOTATION_CLAIMED_USER] === undefined;
+}
+
+const userValue = new RegExp(USER_PATTERN);
+
+/**
+ * The session's player: from the spec for a spawned session, from the claim annotations for a
+ * pool instance; undefined for an unclaimed one, or a claim whose values do not parse (nobody
+ * can use that instance; it ends at its expiry like any other).
+ */
+export function sessionPlayer(s: SessionIdentity): Player | undefined {
+  if (!isPoolSession(s)) {
+    const { user, team, owner } = s.spec;
+    if (user === undefined) return undefined;
+    return { user, ...(team !== undefined ? { team } : {}), owner: owner === 'team' && team !== undefined ? { mode: 'team', team } : { mode: 'user', user } };
+  }
+  const a = s.metadata.annotations ?? {};
+  const user = a[ANNOTATION_CLAIMED_USER];
+  const team = a[ANNOTATION_CLAIMED_TEAM];
+  const mode = a[ANNOTATION_CLAIMED_OWNER] ?? 'user';
+  if (user === undefined || !userValue.test(user) || (team !== undefined && !userValue.test(team))) return undefined;
+  if (mode === 'team') return team === undefined ? undefined : { user, team, owner: { mode: 'team', team } };
+  if (mode !== 'user') return undefined;
+  return { user, ...(team !== undefined ? { team } : {}), owner: { mode: 'user', user } };
+}
+
+/** Who may use the session; undefined for an unclaimed pool instance. */
+export function sessionOwner(s: SessionIdentity): Owner | undefined {
+  return sessionPlayer(s)?.owner;
+}
+
+/** When the session's player got it: the claim for a pool instance, else undefined (its creation). */
+export function claimedAt(s: SessionIdentity): string | undefined {
+  return isPoolSession(s) ? s.metadata.annotations?.[ANNOTATION_CLAIMED_AT] : undefined;
+}
+
+export function sameOwner(a: Owner | undefined, b: Owner | undefined): boolean {
+  if (!a || !b) return false;
   return a.mode === 'user' ? b.mode === 'user' && a.user === b.user : b.mode === 'team' && a.team === b.team;
 }
 
@@ -67,6 +127,12 @@ export const sessionStatusSchema = z.object({
   startedAt: z.string().optional(),
   readyAt: z.string().optional(),
   expiresAt: z.string().optional(),
+  /**
+   * For a claimed pool instance: the claim (claimed-at annotation) this status reflects. Until it
+   * equals the annotation the controller has not yet published the claim (routes, ingress), and
+   * players are told the instance is still starting.
+   */
+  claimedAt: z.string().optional(),
   solved: z.boolean().optional(),
   solvedAt: z.string().optional(),
   /**
@@ -84,7 +150,7 @@ export const sessionStatusSchema = z.object({
  * the other's, so neither can undo the other's write.
  */
 export const STATUS_WRITERS = {
-  controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'provisionedFrom'],
+  controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'claimedAt', 'provisionedFrom'],
   api: ['solved', 'solvedAt'],
 } as const satisfies Record<'controller' | 'api', readonly (keyof z.infer<typeof sessionStatusSchema>)[]>;
 

@@ -13,7 +13,8 @@ import type { PodDefaults } from '../reconcile/pod.js';
 import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-policy.js';
 import { computeStatus, routeRefs, statusPatch, type PublicAccess, type StatusInput } from '../reconcile/status.js';
 import { desiredRoutes, unroutablePorts, type GatewayOptions, type RouteObject } from '../reconcile/routes.js';
-import { publicHost } from '../reconcile/public-host.js';
+import { hostIdentity, publicHost } from '../reconcile/public-host.js';
+import { isPoolSession, isUnclaimedPool } from '../api/session.js';
 import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
@@ -47,6 +48,9 @@ export interface ReconcileOutcome {
   requeueAfterMs?: number;
 }
 
+/** How often an unclaimed pool instance, which has no expiry to wait for, is looked at anyway. */
+const UNCLAIMED_RECHECK_MS = 3_600_000;
+
 /** How soon to look again at a child that still belongs to an earlier session of the same name. */
 const FOREIGN_CHILD_RETRY_MS = 1_000;
 
@@ -66,15 +70,17 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const chal = ctx.caches.challenge(session.spec.challenge);
   const challenge: Challenge | undefined = chal?.ok ? chal.value : undefined;
   const eff = effectiveRuntime(session, challenge);
-  const expiresAt = effectiveExpiry(session, eff?.runtime);
+  // A warm pool instance's lifetime starts at its claim; until then it never expires.
+  const unclaimed = isUnclaimedPool(session);
+  const expiresAt = unclaimed ? undefined : effectiveExpiry(session, eff?.runtime);
 
-  if (expiresAt.getTime() <= now.getTime()) {
+  if (expiresAt && expiresAt.getTime() <= now.getTime()) {
     return endSession(ctx, session, EventReason.Expired, `Session expired at ${expiresAt.toISOString()}`, 'expired');
   }
   if (!chal && provisionedFromOf(session)) {
     return endSession(ctx, session, EventReason.ChallengeDeleted, `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
-  const untilExpiry = msUntil(expiresAt, now);
+  const untilExpiry = expiresAt ? msUntil(expiresAt, now) : UNCLAIMED_RECHECK_MS;
   const status = (extra: Partial<StatusInput>): StatusInput => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, public: ctx.public, ...extra });
   /** Reports a problem as the session's status and looks again after `retryMs` (or at expiry). */
   const fail = async (problem: Problem, retryMs?: number): Promise<ReconcileOutcome> => {
@@ -123,9 +129,10 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
 
 function sessionRoutes(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime): RouteObject[] {
   const pub = ctx.public;
-  const uid = session.metadata.uid;
-  if (!ctx.gateway?.available || !pub || !uid) return [];
-  return desiredRoutes(session, runtime, ctx.gateway.options, (port) => publicHost(pub.hostKey, uid, port, pub.domain));
+  // No identity for an unclaimed pool instance: no public host, so no route.
+  const identity = hostIdentity(session);
+  if (!ctx.gateway?.available || !pub || !identity) return [];
+  return desiredRoutes(session, runtime, ctx.gateway.options, (port) => publicHost(pub.hostKey, identity, port, pub.domain));
 }
 
 /** The Routed condition: only when a Gateway is configured; says why a port is not published. */
@@ -133,6 +140,9 @@ function routing(ctx: ReconcileContext, session: ChallengeSession, runtime: Chal
   const gw = ctx.gateway;
   if (!gw) return undefined;
   const where = `Gateway ${gw.options.gateway.namespace}/${gw.options.gateway.name}`;
+  if (isUnclaimedPool(session)) {
+    return { status: 'False', reason: Reason.Unclaimed, message: 'a warm pool instance: no route and no ingress until a spawn claims it', routes: {} };
+  }
   if (!gw.available) {
     return { status: 'False', reason: Reason.GatewayAPIMissing, message: `the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute, TLSRoute) is not installed; the session is reachable inside the cluster only`, routes: {} };
   }
@@ -212,12 +222,20 @@ async function writeStatus(ctx: ReconcileContext, session: ChallengeSession, nex
   if (!patch) return;
   await ctx.writer.patchSessionStatus(ctx.caches.namespace, session.metadata.name, patch);
   const name = session.metadata.name;
+  if (next.claimedAt && next.claimedAt !== prev.claimedAt && next.phase === 'Running') {
+    const claimed = Date.parse(next.claimedAt);
+    if (!Number.isNaN(claimed)) ctx.metrics.poolClaimToPublished.observe(Math.max(0, (ctx.now().getTime() - claimed) / 1000));
+    ctx.log.info({ session: name }, 'Published a claimed pool instance');
+  }
   if (next.phase === prev.phase) return;
   const ready = next.conditions?.find((c) => c.type === 'Ready');
   ctx.log.info({ session: name, phase: next.phase, reason: ready?.reason }, `Session ${next.phase}`);
   if (next.phase === 'Running' && next.readyAt && !prev.readyAt) {
     const created = new Date(String(session.metadata.creationTimestamp)).getTime();
-    ctx.metrics.spawnToReady.observe(Math.max(0, (new Date(next.readyAt).getTime() - created) / 1000));
+    const seconds = Math.max(0, (new Date(next.readyAt).getTime() - created) / 1000);
+    // A pool instance's readiness is a refill; a player's wait for a claimed one is claim-to-published.
+    if (isPoolSession(session)) ctx.metrics.poolRefill.observe(seconds);
+    else ctx.metrics.spawnToReady.observe(seconds);
     ctx.events.normal(sessionRef(session), EventReason.Ready, 'Session is Running and ready');
   }
   if (next.phase === 'Failed') {

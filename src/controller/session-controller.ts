@@ -13,6 +13,7 @@ import { withSpecHash } from '../reconcile/children.js';
 import { childNames } from '../reconcile/names.js';
 import { watchedInformer, type Caches, type WatchSettings } from '../read-model/caches.js';
 import { reconcileSession, type ReconcileContext } from './reconcile-session.js';
+import { isUnclaimedPool } from '../api/session.js';
 import { OWNED_KINDS, type Owned, type OwnedCacheName } from './owned-kinds.js';
 import { WorkQueue } from './workqueue.js';
 import { CacheAudit } from './cache-audit.js';
@@ -137,6 +138,11 @@ export class SessionController {
         onWorkDuration: (ms) => metrics.queueWork.observe({ name: q }, ms / 1000),
       },
       onError: (key, err, retryInMs) => log.warn({ session: key, err: classifyError(err).message, retryInMs }, 'Reconcile failed; will retry'),
+      // Warm spares are provisioned behind every player's session (a claim brings one forward).
+      background: (key) => {
+        const s = this.o.caches.session(key);
+        return s?.ok === true && isUnclaimedPool(s.value);
+      },
     });
     await this.ensureNamespaceBaseline().catch((err: unknown) => log.error({ err: classifyError(err).message }, 'Could not apply the baseline NetworkPolicy'));
     this.enqueueAll();

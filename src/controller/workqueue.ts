@@ -2,7 +2,8 @@
  * A work queue of object keys in the manner of client-go's: a key is queued at most once, a key
  * being processed is never handed to a second worker (it is re-queued when its turn ends if it
  * was added meanwhile), failures are retried with per-key exponential backoff, and delayed adds
- * keep only the earliest deadline per key (that is what expiry timers need).
+ * keep only the earliest deadline per key (that is what expiry timers need). Keys the `background`
+ * option names wait until no other key is queued (warm pool instances behind players' sessions).
  */
 
 export interface QueueHooks {
@@ -25,10 +26,13 @@ export interface QueueOptions {
   maxDelayMs?: number;
   hooks?: QueueHooks;
   onError?: (key: string, err: unknown, retryInMs: number) => void;
+  /** Whether a key is background work, taken only when no other key waits; asked at every add. */
+  background?: (key: string) => boolean;
 }
 
 export class WorkQueue {
   private readonly queue: string[] = [];
+  private readonly backlog: string[] = [];
   private readonly queued = new Set<string>();
   private readonly enqueuedAt = new Map<string, number>();
   private readonly processing = new Set<string>();
@@ -45,7 +49,7 @@ export class WorkQueue {
   ) {}
 
   get length(): number {
-    return this.queue.length;
+    return this.queue.length + this.backlog.length;
   }
 
   add(key: string): void {
@@ -55,11 +59,20 @@ export class WorkQueue {
       this.dirty.add(key);
       return;
     }
-    if (this.queued.has(key)) return;
+    const background = this.opts.background?.(key) ?? false;
+    if (this.queued.has(key)) {
+      // Became foreground work while waiting in the backlog (a pool instance was claimed).
+      const at = background ? -1 : this.backlog.indexOf(key);
+      if (at < 0) return;
+      this.backlog.splice(at, 1);
+      this.queue.push(key);
+      this.pump();
+      return;
+    }
     this.queued.add(key);
     this.enqueuedAt.set(key, Date.now());
-    this.queue.push(key);
-    this.opts.hooks?.onDepth?.(this.queue.length);
+    (background ? this.backlog : this.queue).push(key);
+    this.opts.hooks?.onDepth?.(this.length);
     this.pump();
   }
 
@@ -102,6 +115,7 @@ export class WorkQueue {
     for (const d of this.delayed.values()) clearTimeout(d.timer);
     this.delayed.clear();
     this.queue.length = 0;
+    this.backlog.length = 0;
     this.queued.clear();
     if (this.active === 0) return;
     await new Promise<void>((r) => this.idleWaiters.push(r));
@@ -109,7 +123,7 @@ export class WorkQueue {
 
   /** Resolves when the queue is empty and no worker is busy (tests and benchmarks). */
   async drained(): Promise<void> {
-    while (this.active > 0 || this.queue.length > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    while (this.active > 0 || this.length > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
   }
 
   private backoff(key: string): number {
@@ -120,15 +134,15 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.active < this.opts.concurrency && this.queue.length > 0) {
-      const key = this.queue.shift() as string;
+    while (this.active < this.opts.concurrency && this.length > 0) {
+      const key = (this.queue.length > 0 ? this.queue.shift() : this.backlog.shift()) as string;
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
       const since = this.enqueuedAt.get(key);
       this.enqueuedAt.delete(key);
       if (since !== undefined) this.opts.hooks?.onLatency?.(Date.now() - since);
-      this.opts.hooks?.onDepth?.(this.queue.length);
+      this.opts.hooks?.onDepth?.(this.length);
       void this.run(key);
     }
   }
@@ -150,7 +164,7 @@ export class WorkQueue {
       this.active--;
       if (this.dirty.delete(key)) this.add(key);
       this.pump();
-      if (this.active === 0 && this.queue.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+      if (this.active === 0 && this.length === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 }

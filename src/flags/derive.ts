@@ -78,7 +78,7 @@ export function verifyFlag(expected: string, submitted: string): boolean {
 /** The session fields a flag depends on. */
 export interface FlagSession {
   metadata: { uid?: string };
-  spec: { challenge: string; user: string };
+  spec: { challenge: string; user?: string; pool?: boolean };
 }
 
 /**
@@ -91,5 +91,9 @@ export function flagForSession(key: Buffer | string, session: FlagSession, runti
   if (!dynamic) return undefined;
   const uid = session.metadata.uid;
   if (!uid) throw new Error('cannot derive a flag for a session without a metadata.uid');
-  return deriveFlag(key, { challenge: session.spec.challenge, sessionUid: uid, user: session.spec.user }, dynamic);
+  // A pool instance's flag is fixed before anyone claims it: derived from the instance alone
+  // ('@' cannot start a user id, so no spawned session's message is the same).
+  const user = session.spec.pool === true ? '@pool' : session.spec.user;
+  if (user === undefined) throw new Error('cannot derive a flag for a session without a user');
+  return deriveFlag(key, { challenge: session.spec.challenge, sessionUid: uid, user }, dynamic);
 }

@@ -13,11 +13,11 @@ import { getJson } from './raw.js';
 export interface LiveReads {
   session(name: string): Promise<ChallengeSession | undefined>;
   /**
-   * The sessions of one challenge that carry the owner's hash label, exactly as of
-   * `resourceVersion` (that parse). For a user that includes team-owned sessions they started:
-   * the caller compares owners.
+   * The sessions (of one challenge, or of all when undefined) that carry the owner's hash label,
+   * exactly as of `resourceVersion` (that parse). For a user that includes team-owned sessions
+   * they started: the caller compares owners.
    */
-  sessionsAt(owner: Owner, challenge: string, resourceVersion: string): Promise<ChallengeSession[]>;
+  sessionsAt(owner: Owner, challenge: string | undefined, resourceVersion: string): Promise<ChallengeSession[]>;
   /** A key of a Secret in the sessions namespace, as UTF-8; undefined when either is missing. */
   secretValue(name: string, key: string): Promise<string | undefined>;
   /** Resolves when the apiserver answers. */
@@ -32,7 +32,7 @@ export function liveReads(kube: Kube, namespace: string): LiveReads {
     },
     async sessionsAt(owner, challenge, resourceVersion) {
       const byOwner = owner.mode === 'team' ? `${LABEL_TEAM_HASH}=${teamHash(owner.team)}` : `${LABEL_USER_HASH}=${userHash(owner.user)}`;
-      const selector = `${byOwner},${LABEL_CHALLENGE}=${challenge}`;
+      const selector = challenge === undefined ? byOwner : `${byOwner},${LABEL_CHALLENGE}=${challenge}`;
       const query = new URLSearchParams({ labelSelector: selector, resourceVersion, resourceVersionMatch: 'Exact' });
       const list = await getJson<{ items?: unknown[] }>(kube.kc, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SESSION_PLURAL}?${query.toString()}`, 10_000);
       const out: ChallengeSession[] = [];

@@ -17,7 +17,8 @@ export interface Writer {
   createSession(namespace: string, body: object): Promise<unknown>;
   /** A merge patch of status; with `resourceVersion`, only over exactly that version (else Conflict). */
   patchSessionStatus(namespace: string, name: string, status: Record<string, unknown>, resourceVersion?: string): Promise<void>;
-  patchSessionMetadata(namespace: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<void>;
+  /** A merge patch of metadata; with `resourceVersion`, only over exactly that version (else Conflict). Returns what was stored. */
+  patchSessionMetadata(namespace: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<unknown>;
   /** Deletes only the very object read: a changed uid or resourceVersion gives a Conflict. */
   deleteSession(namespace: string, name: string, uid?: string, resourceVersion?: string): Promise<void>;
   event(involved: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string, related?: InvolvedObject): Promise<void>;
@@ -65,10 +66,11 @@ export function createWriter(kube: Kube, reporter: { component: string; instance
     async patchSessionMetadata(namespace, name, patch, resourceVersion) {
       count('patch', 'challengesessions');
       const body = resourceVersion ? { metadata: { ...(patch.metadata as object), resourceVersion } } : patch;
-      await kube.custom.patchNamespacedCustomObject(
+      const stored: unknown = await kube.custom.patchNamespacedCustomObject(
         { group: GROUP, version: VERSION, namespace, plural: SESSION_PLURAL, name, body, fieldManager: FIELD_MANAGER },
         mergePatch,
       );
+      return stored;
     },
 
     async deleteSession(namespace, name, uid, resourceVersion) {

@@ -4,7 +4,7 @@ import { Informer } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
 import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
 import { challengeSchema, type Challenge } from '../api/challenge.js';
-import { sessionSchema, type ChallengeSession } from '../api/session.js';
+import { isUnclaimedPool, sessionOwner, sessionSchema, type ChallengeSession } from '../api/session.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectMetaLike, WatchedCache } from './store.js';
 
@@ -57,6 +57,8 @@ export const INDEX_USER = 'user';
 /** Team-owned sessions (spec.owner team) by spec.team. */
 export const INDEX_TEAM = 'team';
 export const INDEX_CHALLENGE = 'challenge';
+/** Unclaimed pool instances by challenge: what a spawn may claim. */
+export const INDEX_POOL = 'pool';
 /** Public hosts of the session's endpoints (status.endpoints[].externalHost). */
 export const INDEX_HOST = 'host';
 
@@ -97,11 +99,18 @@ export class Caches {
       });
     this.sessions = mk(SESSION_PLURAL, sessionSchema);
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
-    // A session's spec is immutable, so its index values never move.
+    // A session's spec is immutable; a pool instance's owner moves once, when it is claimed.
     const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-    const teamOwned = (raw: Raw) => raw.spec?.owner === 'team';
-    this.sessions.addIndexer(INDEX_USER, (raw) => (teamOwned(raw) ? undefined : str(raw.spec?.user)));
-    this.sessions.addIndexer(INDEX_TEAM, (raw) => (teamOwned(raw) ? str(raw.spec?.team) : undefined));
+    const owner = (raw: Raw) => (raw.metadata && typeof raw.spec?.challenge === 'string' ? sessionOwner(raw as unknown as ChallengeSession) : undefined);
+    this.sessions.addIndexer(INDEX_USER, (raw) => {
+      const o = owner(raw);
+      return o?.mode === 'user' ? str(o.user) : undefined;
+    });
+    this.sessions.addIndexer(INDEX_TEAM, (raw) => {
+      const o = owner(raw);
+      return o?.mode === 'team' ? str(o.team) : undefined;
+    });
+    this.sessions.addIndexer(INDEX_POOL, (raw) => (raw.metadata && raw.spec?.pool === true && isUnclaimedPool(raw as unknown as ChallengeSession) ? str(raw.spec.challenge) : undefined));
     this.sessions.addIndexer(INDEX_CHALLENGE, (raw) => str(raw.spec?.challenge));
     this.sessions.addIndexer(INDEX_HOST, (raw) => {
       const endpoints = (raw as { status?: { endpoints?: { externalHost?: unknown }[] } }).status?.endpoints;
@@ -122,6 +131,11 @@ export class Caches {
   /** The sessions one team owns that parse. */
   sessionsOfTeam(team: string): ChallengeSession[] {
     return this.parsedSessions(this.sessions.byIndex(INDEX_TEAM, team));
+  }
+
+  /** The unclaimed pool instances of one challenge that parse (ready or not). */
+  unclaimedPool(challenge: string): ChallengeSession[] {
+    return this.parsedSessions(this.sessions.byIndex(INDEX_POOL, challenge));
   }
 
   /** The sessions of one challenge that parse. */

@@ -1,4 +1,4 @@
-import { ANNOTATION_EXPIRES_AT } from '../api/group.js';
+import { ANNOTATION_CLAIMED_AT, ANNOTATION_EXPIRES_AT } from '../api/group.js';
 import { parseDuration } from '../api/duration.js';
 import type { ChallengeSession } from '../api/session.js';
 import type { ChallengeRuntime } from './runtime.js';
@@ -6,7 +6,8 @@ import type { ChallengeRuntime } from './runtime.js';
 /**
  * Expiry arithmetic. The expires-at annotation is the only source of truth: the API writes it on
  * creation and on extension, the controller deletes the session once it has passed. Lifetimes
- * are capped from the creation timestamp, which the apiserver sets and nobody can change.
+ * are capped from the creation timestamp, which the apiserver sets and nobody can change, or for
+ * a claimed pool instance from its claim (the claimed-at annotation, written once with the claim).
  */
 
 /** Used when neither an annotation nor a runtime gives a lifetime: the schema's default. */
@@ -91,8 +92,11 @@ export function msUntil(date: Date, now: Date): number {
   return Math.max(0, date.getTime() - now.getTime());
 }
 
-function startOf(session: SessionTimes, now: Date | undefined): Date {
-  const start = creationTime(session) ?? now;
+/** When the session's lifetime started: its claim for a claimed pool instance, else its creation. */
+export function startOf(session: SessionTimes, now: Date | undefined): Date {
+  const claimed = session.metadata.annotations?.[ANNOTATION_CLAIMED_AT];
+  const claimedAt = claimed === undefined ? undefined : parseTimestamp(claimed);
+  const start = claimedAt ?? creationTime(session) ?? now;
   if (!start) throw new Error(`session ${session.metadata.name} has no creationTimestamp and no time was given`);
   return start;
 }

@@ -1,5 +1,6 @@
 import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyEgressRule, V1NetworkPolicyIngressRule, V1NetworkPolicyPeer } from '@kubernetes/client-node';
 import { LABEL_MANAGED_BY, MANAGED_BY } from '../api/group.js';
+import { isUnclaimedPool } from '../api/session.js';
 import { cidrContains, cidrStrictlyContains, formatCidr, parseCidr, type Cidr } from './cidr.js';
 import { childMetadata, sessionSelector, type SessionMeta } from './labels.js';
 import { childNames } from './names.js';
@@ -46,7 +47,7 @@ export interface SessionPolicy {
 
 /**
  * The session's NetworkPolicy. Ingress: the session's own Pods on any port, the entry point on
- * exposed ports only. Egress: the session's own Pods, cluster DNS, and the challenge's allowlist
+ * exposed ports only (not before a pool instance is claimed). Egress: the session's own Pods, cluster DNS, and the challenge's allowlist
  * with every forbidden range cut out, so no challenge can reach cloud metadata, the apiserver or
  * other sessions, whatever its author wrote.
  */
@@ -54,7 +55,8 @@ export function desiredSessionPolicy(session: SessionMeta, runtime: Pick<Challen
   const self: V1NetworkPolicyPeer = { podSelector: { matchLabels: sessionSelector(session) } };
   // `_from` is the client model's name for `from` (a reserved word); its serializer writes `from`.
   const ingress: V1NetworkPolicyIngressRule[] = [{ _from: [self] }];
-  const entry = entryPeer(net.entryPoint);
+  // A warm pool instance takes no players' traffic until a spawn claims it.
+  const entry = isUnclaimedPool(session) ? undefined : entryPeer(net.entryPoint);
   if (entry) ingress.push({ _from: [entry], ports: runtime.expose.map((e) => ({ port: e.port, protocol: 'TCP' })) });
   const dns: V1NetworkPolicyEgressRule = {
     to: [{ namespaceSelector: net.dnsSelector.namespaceSelector, podSelector: net.dnsSelector.podSelector }],

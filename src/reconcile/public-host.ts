@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { claimedAt, isPoolSession, isUnclaimedPool, type ChallengeSession } from '../api/session.js';
 
 /**
  * Player-facing host names. A session's public host must not be computable by other players
@@ -24,4 +25,18 @@ export function publicHostLabel(key: Buffer, sessionUid: string, portName: strin
 
 export function publicHost(key: Buffer, sessionUid: string, portName: string, domain: string): string {
   return `${publicHostLabel(key, sessionUid, portName)}.${domain}`;
+}
+
+/**
+ * What a session's public hosts are derived from: its UID, and for a pool instance also the
+ * instant of its claim, so its hosts exist only from the claim on (nothing computed or seen
+ * before names them). Undefined for an unclaimed pool instance (no public host) or an object
+ * not yet stored. '@' appears in no UID, so the two forms never share a message.
+ */
+export function hostIdentity(session: Pick<ChallengeSession, 'spec' | 'metadata'>): string | undefined {
+  const uid = session.metadata.uid;
+  if (!uid || isUnclaimedPool(session)) return undefined;
+  if (!isPoolSession(session)) return uid;
+  const at = claimedAt(session);
+  return at === undefined ? undefined : `${uid}@${at}`;
 }

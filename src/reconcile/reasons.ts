@@ -25,6 +25,8 @@ export const Reason = {
   Expired: 'Expired',
   /** Routes for every exposed port are attached to the configured Gateway. */
   Routed: 'Routed',
+  /** A warm pool instance no spawn has claimed: deliberately unreachable. */
+  Unclaimed: 'Unclaimed',
   /** A Gateway is configured but the Gateway API (HTTPRoute, TLSRoute) is not installed. */
   GatewayAPIMissing: 'GatewayAPIMissing',
   /** An exposed port's protocol has no listener configured, so it is not published. */

@@ -1,13 +1,13 @@
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Condition } from '../api/common.js';
-import { STATUS_WRITERS, type ChallengeSession, type Endpoint, type Phase, type SessionStatus } from '../api/session.js';
+import { claimedAt, STATUS_WRITERS, type ChallengeSession, type Endpoint, type Phase, type SessionStatus } from '../api/session.js';
 import { jsonEqual } from './canonical.js';
 import { mergePatch } from './merge-patch.js';
 import { creationTime, formatTimestamp } from './expiry.js';
 import { childNames, exposedPortName } from './names.js';
 import { podVerdict } from './pod-status.js';
 import { CONDITION_PROVISIONED, CONDITION_READY, CONDITION_ROUTED, Reason } from './reasons.js';
-import { publicHost } from './public-host.js';
+import { hostIdentity, publicHost } from './public-host.js';
 import { routeName } from './routes.js';
 import type { ChallengeRuntime, EffectiveRuntime, ProvisionedFrom } from './runtime.js';
 
@@ -29,7 +29,8 @@ export interface StatusInput {
   routing?: Pick<Condition, 'status' | 'reason' | 'message'> & { routes: RouteRefs };
   /** Defaults to cluster.local. */
   clusterDomain?: string;
-  expiresAt: Date;
+  /** Undefined for an unclaimed pool instance: it never expires. */
+  expiresAt: Date | undefined;
   droppedCidrs?: string[];
 }
 
@@ -84,7 +85,8 @@ export function computeStatus(input: StatusInput): DesiredSessionStatus {
     message: verdict.message,
     startedAt: previous?.startedAt ?? formatTimestamp(created ?? now),
     readyAt,
-    expiresAt: formatTimestamp(input.expiresAt),
+    expiresAt: input.expiresAt ? formatTimestamp(input.expiresAt) : undefined,
+    claimedAt: claimedAt(session),
     solved: previous?.solved,
     solvedAt: previous?.solvedAt,
     provisionedFrom: runtime ? { generation: runtime.generation, runtime: runtime.runtime } : undefined,
@@ -97,7 +99,7 @@ export function computeStatus(input: StatusInput): DesiredSessionStatus {
  * otherwise the Pod decides.
  */
 function assess(input: StatusInput): Verdict {
-  if (input.now.getTime() >= input.expiresAt.getTime()) {
+  if (input.expiresAt && input.now.getTime() >= input.expiresAt.getTime()) {
     return { phase: 'Expired', reason: Reason.Expired, message: `session expired at ${formatTimestamp(input.expiresAt)}` };
   }
   if (input.challengeProblem) return { phase: 'Failed', ...input.challengeProblem };
@@ -135,16 +137,16 @@ function transition(c: Pick<Condition, 'type' | 'status' | 'reason' | 'message'>
  * connect command for the TLS listener (SNI selects the instance).
  */
 export function sessionEndpoints(
-  session: Pick<ChallengeSession, 'metadata'>,
+  session: Pick<ChallengeSession, 'metadata' | 'spec'>,
   runtime: Pick<ChallengeRuntime, 'expose'>,
   opts: { clusterDomain?: string; public?: PublicAccess; routes?: RouteRefs },
 ): Endpoint[] {
   const host = `${childNames(session.metadata.name).service}.${session.metadata.namespace ?? 'default'}.svc.${opts.clusterDomain ?? 'cluster.local'}`;
   const pub = opts.public;
-  const uid = session.metadata.uid;
+  const identity = hostIdentity(session);
   return runtime.expose.map((e) => {
     const name = exposedPortName(e);
-    const externalHost = pub && uid ? publicHost(pub.hostKey, uid, name, pub.domain) : undefined;
+    const externalHost = pub && identity ? publicHost(pub.hostKey, identity, name, pub.domain) : undefined;
     const route = opts.routes?.[name];
     let url: string | undefined;
     let connect: string | undefined;

@@ -53,7 +53,7 @@ export function visibleSession(d: Pick<PlayerDeps, 'caches'>, caller: Caller, id
   const p = d.caches.session(id);
   const s = p?.ok && !p.value.metadata.deletionTimestamp ? p.value : undefined;
   if (s && (caller.admin || owns(caller, s))) return s;
-  if (!caller.admin && caller.team === undefined && ((s && sessionOwner(s.spec).mode === 'team') || isTeamSlotName(id))) {
+  if (!caller.admin && caller.team === undefined && ((s && sessionOwner(s)?.mode === 'team') || isTeamSlotName(id))) {
     throw new DomainError('TeamRequired', TEAM_REQUIRED);
   }
   throw new DomainError('NotFound', `session ${id} not found`);

@@ -31,7 +31,7 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
     const owner = spawnOwner(caller, ownerModeOf(challenge, d.instanceOwner));
     const mine = ownSessions(d, caller).filter((s) => s.spec.challenge === challengeName);
     // The session of the challenge's owner mode first; one from before its owner changed after.
-    own = mine.find((s) => sameOwner(sessionOwner(s.spec), owner)) ?? mine[0];
+    own = mine.find((s) => sameOwner(sessionOwner(s), owner)) ?? mine[0];
   }
   const correct = own ? await isSessionFlag(d, flags, own, flag) : false;
   if (correct && own) {
@@ -44,7 +44,7 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
   if (flagSession && !owns(caller, flagSession)) {
     d.metrics.flagSubmissions.inc({ result: 'shared' });
     d.metrics.flagSharing.inc();
-    const byTeam = sessionOwner(flagSession.spec).mode === 'team';
+    const byTeam = sessionOwner(flagSession)?.mode === 'team';
     d.log.warn(
       { challenge: challengeName, flagOwnerSession: flagSession.metadata.name, submitterSession: own?.metadata.name, submitterHash: userHash(caller.user), ...(byTeam && caller.team !== undefined ? { submitterTeamHash: teamHash(caller.team) } : {}) },
       'Suspected flag sharing',
@@ -58,9 +58,9 @@ export async function submitFlag(d: PlayerDeps, flags: FlagIndex, caller: Caller
 
 /** The FlagShared Event's message: who submitted the flag of which session, and whose it is. */
 function sharingMessage(caller: Caller, own: ChallengeSession | undefined, flagSession: ChallengeSession): string {
-  const owner = sessionOwner(flagSession.spec);
-  const submitter = `User ${caller.user}${owner.mode === 'team' ? (caller.team === undefined ? ' (no team)' : ` of team ${caller.team}`) : ''}`;
-  const whose = owner.mode === 'team' ? `team ${owner.team}` : `user ${owner.user}`;
+  const owner = sessionOwner(flagSession);
+  const submitter = `User ${caller.user}${owner?.mode === 'team' ? (caller.team === undefined ? ' (no team)' : ` of team ${caller.team}`) : ''}`;
+  const whose = !owner ? 'an unclaimed pool instance' : owner.mode === 'team' ? `team ${owner.team}` : `user ${owner.user}`;
   return `${submitter}${own ? ` (session ${own.metadata.name})` : ''} submitted the flag of session ${flagSession.metadata.name} (${whose})`;
 }
 

@@ -32,8 +32,9 @@ export function ownersOf(caller: Caller): Owner[] {
 }
 
 /** Whether `caller` owns the session or is a member of the team that does (admin rights aside). */
-export function owns(caller: Caller, s: Pick<ChallengeSession, 'spec'>): boolean {
-  const o = sessionOwner(s.spec);
+export function owns(caller: Caller, s: Pick<ChallengeSession, 'spec' | 'metadata'>): boolean {
+  const o = sessionOwner(s);
+  if (!o) return false;
   return o.mode === 'user' ? o.user === caller.user : o.team === caller.team;
 }
 

@@ -11,7 +11,8 @@ import { challengeOf, ownSessions, visibleSession, type PlayerDeps } from './dep
 import { FlagIndex } from './flag-index.js';
 import { submitFlag } from './flags.js';
 import { extendSession, stopSession } from './lifetime.js';
-import { ownersOf, slotPrefix } from './owner.js';
+import { owns, ownersOf, slotPrefix } from './owner.js';
+import { isPoolName } from '../reconcile/pool.js';
 import { SessionWaits } from './read-your-writes.js';
 import { spawnSession } from './spawn.js';
 import { catalogueEntries, hasSettled, sessionView } from './views.js';
@@ -108,10 +109,13 @@ export class KubeSessionService implements SessionService {
 
   async waitReady(caller: Caller, id: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionView> {
     const settled = (s: ChallengeSession) => hasSettled(this.view(s));
+    const owned = (s: ChallengeSession | undefined) => s !== undefined && owns(caller, s);
     const { waits } = this.d;
     // A session just created through another replica may not be in this cache yet; only the
     // slot names of the caller and their team are waited for, so unknown ids still fail fast.
     if (!waits.cached(id) && ownersOf(caller).some((o) => id.startsWith(slotPrefix(o)))) await waits.until(id, (c) => c !== undefined, Math.min(timeoutMs, 2_000), { signal });
+    // Likewise a pool instance just claimed through another replica may still look unclaimed here.
+    else if (isPoolName(id) && !owned(waits.cached(id))) await waits.until(id, owned, Math.min(timeoutMs, 2_000), { signal });
     const first = visibleSession(this.d, caller, id);
     if (settled(first) || timeoutMs <= 0) return this.view(first);
     await waits.until(id, (c) => c === undefined || settled(c), timeoutMs, { signal });

@@ -1,6 +1,8 @@
-import { createHash } from 'node:crypto';
-import type { ChallengeSession } from '../api/session.js';
-import { sameOwner, sessionOwner, sessionSchema } from '../api/session.js';
+import { createHash, randomInt } from 'node:crypto';
+import type { Challenge } from '../api/challenge.js';
+import type { ChallengeSession, Player } from '../api/session.js';
+import { isPoolSession, sameOwner, sessionOwner, sessionSchema } from '../api/session.js';
+import { claimPatch, isClaimable, poolSize } from '../reconcile/pool.js';
 import { classifyError, ignoreNotFound } from '../kube/errors.js';
 import { desiredSession } from '../reconcile/desired-session.js';
 import { formatExpiry, initialExpiry } from '../reconcile/expiry.js';
@@ -48,60 +50,120 @@ export async function spawnSession(d: PlayerDeps, maxSessionsPerOwner: number, c
   const challenge = challengeOf(d, challengeName);
   if (!challenge || !challenge.spec.enabled) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
   const owner = spawnOwner(caller, ownerModeOf(challenge, d.instanceOwner));
-  const existing = sessionsOwnedBy(d, owner).find((s) => s.spec.challenge === challengeName);
+  const owned = sessionsOwnedBy(d, owner);
+  const existing = owned.find((s) => s.spec.challenge === challengeName);
   if (existing) return { created: false, session: existing };
+  const limitReached = () => new DomainError('LimitReached', `at most ${maxSessionsPerOwner} sessions at a time${owner.mode === 'team' ? ' per team' : ''}; stop one first`);
+
+  // Claimed pool instances hold no slot: they count against the limit here and in settle().
+  const claimedCount = owned.filter(isPoolSession).length;
+  if (poolSize(challenge) > 0) {
+    if (owned.length >= maxSessionsPerOwner) throw limitReached();
+    const claimed = await claimFromPool(d, challenge, { user: caller.user, ...(caller.team !== undefined ? { team: caller.team } : {}), owner });
+    if (claimed) return settle(d, claimed, maxSessionsPerOwner);
+  }
 
   const ns = d.caches.namespace;
   const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, d.now()));
   const taken = (slot: number) => d.caches.session(slotName(owner, slot)) !== undefined;
-  for (const slot of slotsToTry(challengeName, maxSessionsPerOwner, taken)) {
+  for (const slot of slotsToTry(challengeName, Math.max(0, maxSessionsPerOwner - claimedCount), taken)) {
     const name = slotName(owner, slot);
     const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, owner: owner.mode, expiresAt });
     try {
       const session = sessionSchema.parse(await d.writer.createSession(ns, body));
       d.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user), ...(owner.mode === 'team' ? { teamHash: teamHash(owner.team) } : {}) }, 'Created ChallengeSession');
-      return await settleDuplicate(d, session);
+      return await settle(d, session, maxSessionsPerOwner);
     } catch (err) {
       if (classifyError(err).kind !== 'AlreadyExists') throw err;
     }
     const occupant = await d.live.session(name);
-    if (occupant && sameOwner(sessionOwner(occupant.spec), owner) && occupant.spec.challenge === challengeName && !occupant.metadata.deletionTimestamp) {
+    if (occupant && sameOwner(sessionOwner(occupant), owner) && occupant.spec.challenge === challengeName && !occupant.metadata.deletionTimestamp) {
       return { created: false, session: occupant };
     }
   }
-  throw new DomainError('LimitReached', `at most ${maxSessionsPerOwner} sessions at a time${owner.mode === 'team' ? ' per team' : ''}; stop one first`);
+  throw limitReached();
 }
 
-/** After a create: keep it, or give way to an older concurrent spawn of the same challenge. */
-async function settleDuplicate(d: PlayerDeps, session: ChallengeSession): Promise<SpawnOutcome> {
+/**
+ * After a create or a claim: keep it, or give way. A list of the owner's sessions at exactly the
+ * write's resourceVersion holds everything written before it and nothing after, so of two
+ * concurrent writers exactly the later one sees the other: it gives way to an older session of
+ * the same challenge (returning that one), and to older sessions that already fill the owner's
+ * limit (refusing). Giving way deletes what it wrote; a claimed pool instance is replaced by the
+ * pool's refill.
+ */
+async function settle(d: PlayerDeps, session: ChallengeSession, limit: number): Promise<SpawnOutcome> {
   const name = session.metadata.name;
-  const older = await olderDuplicate(d, session).catch((err: unknown) => {
-    // Rare and harmless to skip: at worst the owner holds two sessions of one challenge.
+  const verdict = await settleVerdict(d, session, limit).catch((err: unknown) => {
+    // Rare and harmless to skip: at worst the owner holds one session more than the limit.
     d.log.warn({ session: name, err: classifyError(err).message }, 'Could not check for a concurrent duplicate spawn');
     return undefined;
   });
-  if (older) {
+  if (verdict) {
     await ignoreNotFound(d.writer.deleteSession(d.caches.namespace, name, session.metadata.uid));
+    if (verdict.kind === 'over-limit') {
+      d.log.info({ session: name, challenge: session.spec.challenge }, 'Deleted a session over the limit from a concurrent spawn');
+      throw new DomainError('LimitReached', `at most ${limit} sessions at a time; stop one first`);
+    }
+    const older = verdict.older;
     d.log.info({ session: name, kept: older.metadata.name, challenge: session.spec.challenge }, 'Deleted a duplicate from a concurrent spawn');
     await d.waits.until(older.metadata.name, (c) => c !== undefined, READ_YOUR_WRITES_MS, { known: true });
     return { created: false, session: older };
   }
-  // Read-your-writes: the caller's next request on this replica must find the session.
-  await d.waits.until(name, (c) => c?.metadata.uid === session.metadata.uid, READ_YOUR_WRITES_MS, { known: true });
+  // Read-your-writes: the caller's next request on this replica must find the session as written.
+  const written = (c: ChallengeSession | undefined) => c !== undefined && c.metadata.uid === session.metadata.uid && sessionOwner(c) !== undefined;
+  await d.waits.until(name, written, READ_YOUR_WRITES_MS, { known: true });
   return { created: true, session };
 }
 
-/**
- * Another live session of the same owner and challenge that existed when `own` was created:
- * a list at exactly the create's resourceVersion holds everything created before it and
- * nothing after, so of two concurrent creators exactly the later one finds the other.
- */
-async function olderDuplicate(d: PlayerDeps, own: ChallengeSession): Promise<ChallengeSession | undefined> {
+type Verdict = { kind: 'older'; older: ChallengeSession } | { kind: 'over-limit' };
+
+async function settleVerdict(d: PlayerDeps, own: ChallengeSession, limit: number): Promise<Verdict | undefined> {
   const rv = own.metadata.resourceVersion;
-  if (!rv) return undefined;
-  const owner = sessionOwner(own.spec);
-  for (const s of await d.live.sessionsAt(owner, own.spec.challenge, rv)) {
-    if (s.metadata.uid !== own.metadata.uid && sameOwner(sessionOwner(s.spec), owner) && s.spec.challenge === own.spec.challenge && !s.metadata.deletionTimestamp) return s;
+  const owner = sessionOwner(own);
+  if (!rv || !owner) return undefined;
+  const others: ChallengeSession[] = [];
+  for (const s of await d.live.sessionsAt(owner, undefined, rv)) {
+    if (s.metadata.uid !== own.metadata.uid && sameOwner(sessionOwner(s), owner) && !s.metadata.deletionTimestamp) others.push(s);
   }
+  const older = others.find((s) => s.spec.challenge === own.spec.challenge);
+  if (older) return { kind: 'older', older };
+  // Slots bound spawned sessions by name; claimed instances only by this count.
+  if (isPoolSession(own) && others.length >= limit) return { kind: 'over-limit' };
   return undefined;
 }
+
+/**
+ * Claims a ready instance of the challenge's pool for `player`: one metadata patch over the
+ * resourceVersion this replica's cache holds, which the apiserver refuses (Conflict) if anyone
+ * changed the instance since, so no instance ever gets two players. Instances are tried from a
+ * random start so replicas spread over the pool instead of colliding; undefined when none is
+ * ready (or every try lost a race): the spawn then starts a fresh instance.
+ */
+async function claimFromPool(d: PlayerDeps, challenge: Challenge, player: Player): Promise<ChallengeSession | undefined> {
+  const name = challenge.metadata.name;
+  const ready = d.caches.unclaimedPool(name).filter((s) => isClaimable(s, challenge));
+  const start = ready.length > 0 ? randomInt(ready.length) : 0;
+  for (let i = 0; i < Math.min(ready.length, CLAIM_TRIES); i++) {
+    const candidate = ready[(start + i) % ready.length];
+    if (!candidate) continue;
+    const now = d.now();
+    const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, now));
+    try {
+      const stored = await d.writer.patchSessionMetadata(d.caches.namespace, candidate.metadata.name, claimPatch(player, now, expiresAt), candidate.metadata.resourceVersion);
+      d.metrics.poolClaims.inc({ challenge: name, result: 'claimed' });
+      d.log.info({ session: candidate.metadata.name, challenge: name, userHash: userHash(player.user), ...(player.owner.mode === 'team' ? { teamHash: teamHash(player.owner.team) } : {}) }, 'Claimed a pool instance');
+      const parsed = sessionSchema.safeParse(stored);
+      return parsed.success ? parsed.data : candidate;
+    } catch (err) {
+      const kind = classifyError(err).kind;
+      if (kind !== 'Conflict' && kind !== 'NotFound') throw err;
+      d.metrics.poolClaims.inc({ challenge: name, result: 'conflict' });
+    }
+  }
+  d.metrics.poolClaims.inc({ challenge: name, result: 'miss' });
+  return undefined;
+}
+
+/** Instances one spawn tries to claim before it starts a fresh one instead. */
+const CLAIM_TRIES = 3;

@@ -1,7 +1,7 @@
 import { parseDuration } from '../api/duration.js';
 import type { Challenge } from '../api/challenge.js';
 import type { OwnerMode } from '../api/common.js';
-import { sessionOwner, type ChallengeSession } from '../api/session.js';
+import { claimedAt, sessionPlayer, type ChallengeSession } from '../api/session.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { effectiveExpiry, formatExpiry } from '../reconcile/expiry.js';
 import { ownerModeOf } from './owner.js';
@@ -38,21 +38,31 @@ export function hasSettled(view: Pick<SessionView, 'phase'>): boolean {
 
 export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date): SessionView {
   const ready = s.status?.conditions?.find((c) => c.type === 'Ready');
-  const eff = effectiveRuntime(s, challenge);
-  return {
+  const claim = claimedAt(s);
+  const view: SessionView = {
     id: s.metadata.name,
     challenge: s.spec.challenge,
-    user: s.spec.user,
-    ...(s.spec.team !== undefined ? { team: s.spec.team } : {}),
-    owner: sessionOwner(s.spec).mode,
+    ...playerFields(s),
     phase: s.status?.phase ?? 'Pending',
     ready: s.status?.phase === 'Running',
     reason: ready?.reason,
     message: ready?.message,
-    createdAt: String(s.metadata.creationTimestamp ?? ''),
-    expiresAt: formatExpiry(effectiveExpiry(s, eff?.runtime, now)),
+    // A claimed pool instance was created before its player asked: it is theirs from the claim.
+    createdAt: claim ?? String(s.metadata.creationTimestamp ?? ''),
+    expiresAt: formatExpiry(effectiveExpiry(s, effectiveRuntime(s, challenge)?.runtime, now)),
     endpoints: s.status?.endpoints ?? [],
     solved: s.status?.solved ?? false,
     solvedAt: s.status?.solvedAt,
   };
+  // A just-claimed pool instance runs already, but its ingress, routes and public hosts are the
+  // controller's to publish: until its status reflects the claim, it is still starting.
+  if (claim !== undefined && s.status?.claimedAt !== claim) {
+    return { ...view, phase: 'Provisioning', ready: false, reason: 'Claimed', message: 'publishing your instance', endpoints: [] };
+  }
+  return view;
+}
+
+function playerFields(s: ChallengeSession): Pick<SessionView, 'user' | 'team' | 'owner'> {
+  const player = sessionPlayer(s);
+  return { user: player?.user ?? '', ...(player?.team !== undefined ? { team: player.team } : {}), owner: player?.owner.mode ?? 'user' };
 }

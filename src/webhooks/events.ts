@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ChallengeSession } from '../api/session.js';
-import { sessionOwner } from '../api/session.js';
+import { sessionPlayer } from '../api/session.js';
 
 /*
  * Solve webhooks, the pure part: the event a scoreboard receives, its signature, and the retry
@@ -29,13 +29,15 @@ export interface SolveEvent {
 }
 
 export function solveEvent(s: ChallengeSession, solvedBy: { user: string; team?: string }, solvedAt: string): SolveEvent {
-  const owner = sessionOwner(s.spec);
+  const player = sessionPlayer(s);
+  if (!player) throw new Error(`session ${s.metadata.name} has no player`);
+  const owner = player.owner;
   return {
     id: `solve-${s.metadata.uid ?? s.metadata.name}`,
     type: 'solve',
     session: s.metadata.name,
     challenge: s.spec.challenge,
-    owner: owner.mode === 'team' ? { mode: 'team', user: s.spec.user, team: owner.team } : { mode: 'user', user: s.spec.user, ...(s.spec.team ? { team: s.spec.team } : {}) },
+    owner: owner.mode === 'team' ? { mode: 'team', user: player.user, team: owner.team } : { mode: 'user', user: player.user, ...(player.team ? { team: player.team } : {}) },
     solvedBy: { user: solvedBy.user, ...(solvedBy.team !== undefined ? { team: solvedBy.team } : {}) },
     solvedAt,
   };

@@ -55,7 +55,7 @@ describe('engine killed with SIGKILL during a burst of spawns', () => {
     const sampler = (async () => {
       while (sampling) {
         const counts = new Map<string, number>();
-        for (const s of await listSessions(cluster.kube, cluster.namespace).catch(() => [])) counts.set(s.spec.user, (counts.get(s.spec.user) ?? 0) + 1);
+        for (const s of await listSessions(cluster.kube, cluster.namespace).catch(() => [])) counts.set(s.spec.user ?? '', (counts.get(s.spec.user ?? '') ?? 0) + 1);
         maxPerUser = Math.max(maxPerUser, ...counts.values(), 0);
         await sleep(150);
       }

@@ -77,9 +77,9 @@ export function memoryChildren(namespace?: string): Record<OwnedCacheName, Memor
 }
 
 /** What LiveReads.sessionsAt selects from `sessions`: the owner's hash label and the challenge label. */
-export function selectByOwner(sessions: Iterable<ChallengeSession>, owner: Owner, challenge: string): ChallengeSession[] {
+export function selectByOwner(sessions: Iterable<ChallengeSession>, owner: Owner, challenge: string | undefined): ChallengeSession[] {
   const [key, value] = owner.mode === 'team' ? [LABEL_TEAM_HASH, teamHash(owner.team)] : [LABEL_USER_HASH, userHash(owner.user)];
-  return [...sessions].filter((s) => s.metadata.labels?.[key] === value && s.metadata.labels[LABEL_CHALLENGE] === challenge);
+  return [...sessions].filter((s) => s.metadata.labels?.[key] === value && (challenge === undefined || s.metadata.labels[LABEL_CHALLENGE] === challenge));
 }
 
 export interface Write {
@@ -148,9 +148,13 @@ export class RecordingWriter implements Writer {
   }
 
    
-  async patchSessionMetadata(_ns: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<void> {
+  async patchSessionMetadata(_ns: string, name: string, patch: Record<string, unknown>, resourceVersion?: string): Promise<unknown> {
     this.record({ verb: 'patch-metadata', target: `ChallengeSession ${name}`, body: patch, resourceVersion });
+    return this.patched(name, patch, resourceVersion);
   }
+
+  /** What a metadata patch returns (the stored object); undefined unless a test says. */
+  patched: (name: string, patch: Record<string, unknown>, resourceVersion?: string) => unknown = () => undefined;
 
    
   async deleteSession(_ns: string, name: string, uid?: string, resourceVersion?: string): Promise<void> {

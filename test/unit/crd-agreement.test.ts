@@ -156,7 +156,7 @@ describe('CRD manifests', () => {
 
   it.each([
     [CHALLENGE_KIND, ['Title', 'Category', 'Points', 'Age']],
-    [SESSION_KIND, ['User', 'Challenge', 'Phase', 'Expires', 'Age']],
+    [SESSION_KIND, ['User', 'Claimed-By', 'Challenge', 'Phase', 'Expires', 'Age']],
   ])('%s printer columns point at fields that exist', (kind, names) => {
     const columns = crdFor(kind).spec.versions[0]?.additionalPrinterColumns ?? [];
     expect(columns.map((c) => c.name)).toEqual(names);
@@ -303,9 +303,10 @@ describe('structural schema and CEL', () => {
     ]);
   });
 
-  it('a session spec cannot change, and a team-owned one names its team', () => {
+  it('a session spec cannot change, names a user unless a pool instance, and a team-owned one names its team', () => {
     expect(rulesOf(nodeAt(rootSchema(SESSION_KIND), 'spec'))).toEqual([
       { rule: 'self == oldSelf', message: 'spec is immutable' },
+      { rule: 'has(self.pool) && self.pool ? !has(self.user) && !has(self.team) && !has(self.owner) : has(self.user)', message: 'a session needs a user, and a pool instance (pool true) has none', fieldPath: '.user' },
       { rule: "!has(self.owner) || self.owner != 'team' || has(self.team)", message: 'a team-owned session needs a team', fieldPath: '.team' },
     ]);
   });

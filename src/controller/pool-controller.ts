@@ -1,0 +1,158 @@
+import type { Logger } from 'pino';
+import type { Challenge } from '../api/challenge.js';
+import { classifyError } from '../kube/errors.js';
+import type { Writer } from '../kube/writes.js';
+import type { Metrics } from '../metrics.js';
+import type { Caches } from '../read-model/caches.js';
+import { desiredPoolInstance, isClaimable, planPool, poolInstanceName, poolSize } from '../reconcile/pool.js';
+import { WorkQueue } from './workqueue.js';
+
+/**
+ * Keeps every Challenge's warm pool at spec.pool.size while this replica leads: one key per
+ * Challenge, reconciled from the caches alone (planPool) whenever the Challenge or one of its
+ * pool instances changes, and on every resync. Level-triggered: a pass that is interrupted
+ * leaves the pool short or long, and the next pass creates or deletes the difference. The
+ * session controller provisions the instances it creates like any session, behind players' work.
+ */
+
+export interface PoolControllerOptions {
+  caches: Caches;
+  writer: Writer;
+  log: Logger;
+  metrics: Metrics;
+  resyncMs: number;
+  /** Instances created per pass and challenge (then the pass looks again at once). */
+  maxCreatePerPass?: number;
+}
+
+const DEFAULT_MAX_CREATE = 10;
+
+/** How long a created instance counts as pending while the cache does not show it. */
+const EXPECTATION_MS = 30_000;
+
+export class PoolController {
+  private queue: WorkQueue | undefined;
+  /**
+   * Instances created but not yet seen in the cache, per challenge, with a deadline: without them
+   * a pass that runs before the watch delivers its own creates would create them again (the
+   * expectations of client-go's ReplicaSet controller). Only an optimisation: a surplus is
+   * deleted by the next pass, and a restart starts from the cluster alone.
+   */
+  private readonly pending = new Map<string, Map<string, number>>();
+  private resync: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: PoolControllerOptions) {
+    const challengeOf = (obj: { spec?: { challenge?: unknown; pool?: unknown } }) => {
+      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string') this.queue?.add(obj.spec.challenge);
+    };
+    o.caches.sessions.on('add', challengeOf);
+    o.caches.sessions.on('update', challengeOf);
+    o.caches.sessions.on('delete', challengeOf);
+    const byName = (obj: { metadata?: { name?: string } }) => {
+      if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
+    };
+    o.caches.challenges.on('add', byName);
+    o.caches.challenges.on('update', byName);
+    o.caches.challenges.on('delete', byName);
+    o.metrics.setPoolSource(() => this.sizes());
+  }
+
+  start(): void {
+    if (this.queue) return;
+    this.queue = new WorkQueue((key) => this.reconcile(key), {
+      concurrency: 2,
+      onError: (key, err, retryInMs) => this.o.log.warn({ challenge: key, err: classifyError(err).message, retryInMs }, 'Pool reconcile failed; will retry'),
+    });
+    this.enqueueAll();
+    this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
+    this.resync.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.resync) clearInterval(this.resync);
+    this.resync = undefined;
+    const q = this.queue;
+    this.queue = undefined;
+    await q?.shutdown();
+  }
+
+  /** Resolves when no pool pass is queued or running (tests and benchmarks). */
+  async idle(): Promise<void> {
+    await this.queue?.drained();
+  }
+
+  private enqueueAll(): void {
+    const names = new Set<string>();
+    for (const c of this.o.caches.allChallenges()) if (poolSize(c) > 0) names.add(c.metadata.name);
+    for (const s of this.o.caches.allSessions()) if (s.spec.pool === true) names.add(s.spec.challenge);
+    for (const n of names) this.queue?.add(n);
+  }
+
+  private challenge(name: string): Challenge | undefined {
+    const c = this.o.caches.challenge(name);
+    return c?.ok ? c.value : undefined;
+  }
+
+  private async reconcile(name: string): Promise<{ requeueAfterMs?: number }> {
+    const { caches, writer, log } = this.o;
+    const challenge = this.challenge(name);
+    // An invalid Challenge is left alone (its instances report the problem); a deleted one loses its pool.
+    if (!challenge && caches.challenge(name)) return {};
+    const max = this.o.maxCreatePerPass ?? DEFAULT_MAX_CREATE;
+    const plan = planPool(challenge, caches.unclaimedPool(name), max, this.pendingCreates(name));
+    for (const s of plan.remove) {
+      try {
+        await writer.deleteSession(caches.namespace, s.metadata.name, s.metadata.uid, s.metadata.resourceVersion);
+        log.info({ session: s.metadata.name, challenge: name }, 'Deleted a pool instance (stale or surplus)');
+      } catch (err) {
+        // Claimed meanwhile (a Conflict: the claim moved its resourceVersion), or already gone.
+        const kind = classifyError(err).kind;
+        if (kind !== 'Conflict' && kind !== 'NotFound') throw err;
+      }
+    }
+    await Promise.all(Array.from({ length: plan.create }, () => this.createInstance(name)));
+    if (plan.create > 0) log.info({ challenge: name, created: plan.create }, 'Created pool instances');
+    // Created ones show in the cache (and re-queue this key) as their watch events arrive; a
+    // full batch may not be the end of the shortfall.
+    return plan.create === max ? { requeueAfterMs: 200 } : {};
+  }
+
+  /** Created instances of `challenge` the cache does not show yet (expired expectations dropped). */
+  private pendingCreates(challenge: string): number {
+    const mine = this.pending.get(challenge);
+    if (!mine) return 0;
+    const now = Date.now();
+    for (const [name, deadline] of mine) if (deadline < now || this.o.caches.session(name) !== undefined) mine.delete(name);
+    if (mine.size === 0) this.pending.delete(challenge);
+    return mine.size;
+  }
+
+  private async createInstance(challenge: string): Promise<void> {
+    const ns = this.o.caches.namespace;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const name = poolInstanceName(challenge);
+      try {
+        await this.o.writer.createSession(ns, desiredPoolInstance(name, ns, challenge));
+        let mine = this.pending.get(challenge);
+        if (!mine) this.pending.set(challenge, (mine = new Map<string, number>()));
+        if (this.o.caches.session(name) === undefined) mine.set(name, Date.now() + EXPECTATION_MS);
+        return;
+      } catch (err) {
+        // 60 random bits: a taken name is next to impossible, but costs nothing to retry.
+        if (classifyError(err).kind !== 'AlreadyExists') throw err;
+      }
+    }
+  }
+
+  /** Per challenge with a pool or pool instances: target size, ready (claimable) and starting instances. */
+  private *sizes(): Iterable<{ challenge: string; size: number; ready: number; starting: number }> {
+    const names = new Set<string>();
+    for (const c of this.o.caches.allChallenges()) if (poolSize(c) > 0) names.add(c.metadata.name);
+    for (const name of names) {
+      const challenge = this.challenge(name);
+      const pool = this.o.caches.unclaimedPool(name).filter((s) => !s.metadata.deletionTimestamp);
+      const ready = challenge ? pool.filter((s) => isClaimable(s, challenge)).length : 0;
+      yield { challenge: name, size: poolSize(challenge), ready, starting: pool.length - ready };
+    }
+  }
+}
