@@ -133,3 +133,12 @@ export async function installTeamChallenge(kube: Kube, namespace: string, name: 
   const body = { ...o, metadata: { name }, spec: { ...o.spec, owner: 'team' } };
   await kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: CHALLENGE_PLURAL, body });
 }
+
+/** Creates a copy of the web-notes sample named `name` with `spec` members replaced (e.g. a pool). */
+export async function installChallengeLike(kube: Kube, namespace: string, name: string, spec: Record<string, unknown>, sampleName = 'web-notes'): Promise<void> {
+  const sample = loadSamples().find((s) => (s.object as { metadata?: { name?: string } }).metadata?.name === sampleName);
+  if (!sample) throw new Error(`no ${sampleName} sample`);
+  const o = structuredClone(sample.object) as { metadata: { name: string }; spec: Record<string, unknown> };
+  const body = { ...o, metadata: { name }, spec: { ...o.spec, ...spec } };
+  await kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: CHALLENGE_PLURAL, body });
+}
