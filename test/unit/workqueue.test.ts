@@ -122,4 +122,31 @@ describe('WorkQueue', () => {
     q.add('later');
     expect(q.length).toBe(0);
   });
+
+  it('takes background keys only when no other key waits, and brings one forward when it stops being background', async () => {
+    const seen: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const background = new Set(['spare-1', 'spare-2', 'spare-3']);
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'block') await gate;
+      },
+      { concurrency: 1, background: (k) => background.has(k) },
+    );
+    q.add('block');
+    q.add('spare-1');
+    q.add('spare-2');
+    q.add('spare-3');
+    q.add('player-a');
+    // spare-3 was claimed while it waited: the next add of it puts it with the players.
+    background.delete('spare-3');
+    q.add('spare-3');
+    q.add('player-b');
+    expect(q.length).toBe(5);
+    release();
+    await q.drained();
+    expect(seen).toEqual(['block', 'player-a', 'spare-3', 'player-b', 'spare-1', 'spare-2']);
+  });
 });

@@ -11,6 +11,9 @@ import { SessionWaits } from '../../../src/sessions/read-your-writes.js';
 import { sessionName, slotOrder, slotsToTry, spawnSession } from '../../../src/sessions/spawn.js';
 import { DomainError } from '../../../src/sessions/types.js';
 import { apiError, memoryCaches, RecordingWriter, selectByOwner, silentLog } from '../../support/memory.js';
+import { desiredPoolInstance, poolInstanceName } from '../../../src/reconcile/pool.js';
+import { runtimeOf } from '../../../src/reconcile/runtime.js';
+import { ANNOTATION_CLAIMED_USER } from '../../../src/api/group.js';
 import { NAMESPACE, pwnChallenge, webChallenge } from '../reconcile/fixtures.js';
 
 /**
@@ -148,5 +151,82 @@ describe('spawnSession arbitration', () => {
     h.mem.challenges.put(webChallenge({ enabled: false }));
     for (const c of ['web-notes', 'no-such']) await expect(h.spawn(c)).rejects.toMatchObject({ kind: 'NotFound' });
     expect(h.writer.writes).toEqual([]);
+  });
+});
+
+describe('spawnSession with a warm pool', () => {
+  /** A ready, unclaimed instance of a pooled web-notes, in the cache and on the server. */
+  function poolHarness(instances: number) {
+    const h = harness();
+    h.mem.challenges.put(webChallenge({ pool: { size: instances } }));
+    const names: string[] = [];
+    for (let i = 0; i < instances; i++) {
+      const body = desiredPoolInstance(poolInstanceName('web-notes'), NAMESPACE, 'web-notes');
+      const s = sessionSchema.parse({
+        ...body,
+        metadata: { ...body.metadata, uid: `pool-${i}`, resourceVersion: String(50 + i), creationTimestamp: '2030-01-01T09:00:00Z' },
+        status: {
+          phase: 'Running',
+          conditions: [{ type: 'Ready', status: 'True', reason: 'Running', message: '', lastTransitionTime: '2030-01-01T09:00:00Z' }],
+          provisionedFrom: { generation: 3, runtime: runtimeOf(webChallenge({ pool: { size: instances } }).spec) },
+        },
+      });
+      h.server.set(s.metadata.name, s);
+      h.mem.sessions.put(s);
+      names.push(s.metadata.name);
+    }
+    // A successful claim shows on the server and in this replica's cache, as the watch would.
+    h.writer.patched = (name, patch, rv) => {
+      const cur = h.server.get(name);
+      if (!cur) return undefined;
+      const m = (patch as { metadata: { labels: Record<string, string>; annotations: Record<string, string> } }).metadata;
+      const next = sessionSchema.parse({ ...cur, metadata: { ...cur.metadata, resourceVersion: `${rv ?? ''}1`, labels: { ...cur.metadata.labels, ...m.labels }, annotations: { ...cur.metadata.annotations, ...m.annotations } } });
+      h.server.set(name, next);
+      h.mem.sessions.put(next);
+      return next;
+    };
+    return { ...h, names };
+  }
+
+  const claims = (w: RecordingWriter) => w.writes.filter((x) => x.verb === 'patch-metadata');
+
+  it('claims a ready instance in one write over the resourceVersion it read', async () => {
+    const h = poolHarness(2);
+    const out = await h.spawn('web-notes');
+    expect(out.created).toBe(true);
+    expect(h.names).toContain(out.session.metadata.name);
+    expect(h.writer.objectWrites()).toHaveLength(1);
+    const [claim] = claims(h.writer);
+    expect(claim?.resourceVersion).toBe(h.server.get(out.session.metadata.name)?.metadata.resourceVersion?.slice(0, -1));
+    expect(out.session.metadata.annotations?.[ANNOTATION_CLAIMED_USER]).toBe(ALICE.user);
+    // The next spawn of the same challenge returns it without writing.
+    const again = await h.spawn('web-notes');
+    expect(again).toMatchObject({ created: false, session: { metadata: { name: out.session.metadata.name } } });
+    expect(h.writer.objectWrites()).toHaveLength(1);
+  });
+
+  it('tries another instance when a claim loses a race, and starts a fresh one when every try does', async () => {
+    const h = poolHarness(4);
+    let refused = 0;
+    h.writer.fail = (w) => (w.verb === 'patch-metadata' && refused++ < 1 ? apiError(409, 'Conflict') : undefined);
+    const out = await h.spawn('web-notes');
+    expect(claims(h.writer)).toHaveLength(2);
+    expect(h.names).toContain(out.session.metadata.name);
+
+    const lost = poolHarness(4);
+    lost.writer.fail = (w) => (w.verb === 'patch-metadata' ? apiError(409, 'Conflict') : w.verb === 'create' && lost.server.has(w.target.split(' ')[1] ?? '') ? apiError(409, 'AlreadyExists') : undefined);
+    const fresh = await lost.spawn('web-notes');
+    expect(claims(lost.writer).map((c) => c.refused?.includes('Conflict'))).toEqual([true, true, true]);
+    expect(fresh.session.metadata.name).toBe(sessionName(ALICE.user, slotOrder('web-notes', LIMIT)[0] ?? 0));
+  });
+
+  it('counts claimed instances against the limit', async () => {
+    const h = poolHarness(1);
+    h.mem.sessions.put(h.held(0, 'pwn-echo'));
+    h.mem.sessions.put(h.held(1, 'pwn-echo-2'));
+    h.mem.sessions.put(h.held(2, 'pwn-echo-3'));
+    const err = await h.spawn('web-notes').catch((e: unknown) => e);
+    expect((err as DomainError).kind).toBe('LimitReached');
+    expect(h.writer.objectWrites()).toEqual([]);
   });
 });
