@@ -25,6 +25,7 @@ import { scaleScenario } from './scenarios/scale.js';
 import { spawnScenario } from './scenarios/spawn.js';
 import { writesScenario } from './scenarios/writes.js';
 import { accessScenario } from './scenarios/access.js';
+import { poolsScenario } from './scenarios/pools.js';
 
 const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   spawn: spawnScenario,
@@ -32,6 +33,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> 
   expiry: expiryScenario,
   writes: writesScenario,
   access: accessScenario,
+  pools: poolsScenario,
   // Last: it leaves thousands of objects behind for the teardown.
   scale: scaleScenario,
 };

@@ -154,7 +154,8 @@ export async function createSessionDirect(kube: Kube, namespace: string, name: s
 
 export interface WatchedObject {
   metadata?: { name?: string; uid?: string; creationTimestamp?: string; annotations?: Record<string, string>; resourceVersion?: string };
-  status?: { phase?: string; readyAt?: string; solved?: boolean };
+  spec?: { pool?: boolean; challenge?: string };
+  status?: { phase?: string; readyAt?: string; solved?: boolean; claimedAt?: string };
 }
 
 /**
@@ -171,13 +172,15 @@ export class Observer {
   private failed: Error | undefined;
   private restarts = 0;
 
+  /** `phasesOf`: the phases an object is in (default: its status.phase), each timestamped when first seen. */
   constructor(
     private readonly kube: Kube,
     private readonly path: string,
+    private readonly phasesOf: (obj: WatchedObject) => string[] = (obj) => (obj.status?.phase ? [obj.status.phase] : []),
   ) {}
 
-  static sessions(kube: Kube, namespace: string): Observer {
-    return new Observer(kube, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SESSION_PLURAL}`);
+  static sessions(kube: Kube, namespace: string, phasesOf?: (obj: WatchedObject) => string[]): Observer {
+    return new Observer(kube, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SESSION_PLURAL}`, phasesOf);
   }
 
   static pods(kube: Kube, namespace: string): Observer {
@@ -237,8 +240,7 @@ export class Observer {
     } else {
       if (!this.firstSeen.has(name)) this.firstSeen.set(name, now);
       this.last.set(name, obj);
-      const phase = obj.status?.phase;
-      if (phase) {
+      for (const phase of this.phasesOf(obj)) {
         let m = this.phaseAt.get(name);
         if (!m) this.phaseAt.set(name, (m = new Map<string, number>()));
         if (!m.has(phase)) m.set(phase, now);

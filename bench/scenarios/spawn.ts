@@ -39,7 +39,7 @@ interface EngineRun {
   unloadedToRunningMs: Distribution;
 }
 
-interface BaselineRun {
+export interface BaselineRun {
   totalMs: number;
   cpu: CpuUsage;
   perSessionMs: Distribution;
@@ -172,7 +172,7 @@ export async function spawnScenario(ctx: BenchContext): Promise<ScenarioResult> 
   };
 }
 
-interface Sizes {
+export interface Sizes {
   unloaded: number;
   users: number;
   n: number;
@@ -185,7 +185,7 @@ function pairOf(k: number, sizes: Pick<Sizes, 'users'>, challenges: string[]): {
   return { user: k % sizes.users, challenge: challenges[Math.floor(k / sizes.users) % challenges.length] as string };
 }
 
-function apiserverTable(title: string, before: MetricsSnapshot, after: MetricsSnapshot, sessions: number, writer = 'engine'): Table {
+export function apiserverTable(title: string, before: MetricsSnapshot, after: MetricsSnapshot, sessions: number, writer = 'engine'): Table {
   const lat = latencyBetween(before, after);
   const writes = writesBetween(before, after);
   const rejected = rejectedBetween(before, after);
@@ -311,7 +311,7 @@ async function spawnOneByOne(
   return { unloadedRequestMs: distribution(request), unloadedToRunningMs: distribution(toRunning) };
 }
 
-async function baselineRun(ctx: BenchContext, run: number, s: Sizes, reuse: boolean): Promise<BaselineRun> {
+export async function baselineRun(ctx: BenchContext, run: number, s: Sizes, reuse: boolean): Promise<BaselineRun> {
   const ns = `bench-base-${reuse ? '' : 'default-'}${run + 1}`;
   const kube = reuse ? ctx.kube : createKube(ctx.cluster.kubeconfig);
   await createNamespace(ctx.kube, ns, PSA_LABELS);

@@ -26,6 +26,11 @@ export interface PoolControllerOptions {
 }
 
 const DEFAULT_MAX_CREATE = 10;
+/**
+ * Between two full batches of one challenge: refills go at most maxCreatePerPass per this many
+ * ms, so that after a burst of claims they do not take the apiserver from the players' spawns.
+ */
+const REFILL_PACE_MS = 500;
 
 /** How long a created instance counts as pending while the cache does not show it. */
 const EXPECTATION_MS = 30_000;
@@ -114,7 +119,7 @@ export class PoolController {
     if (plan.create > 0) log.info({ challenge: name, created: plan.create }, 'Created pool instances');
     // Created ones show in the cache (and re-queue this key) as their watch events arrive; a
     // full batch may not be the end of the shortfall.
-    return plan.create === max ? { requeueAfterMs: 200 } : {};
+    return plan.create === max ? { requeueAfterMs: REFILL_PACE_MS } : {};
   }
 
   /** Created instances of `challenge` the cache does not show yet (expired expectations dropped). */

@@ -28,6 +28,8 @@ export interface QueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   /** Whether a key is background work, taken only when no other key waits; asked at every add. */
   background?: (key: string) => boolean;
+  /** Workers background keys may hold at once (default: a quarter of `concurrency`, at least 1), so foreground work always finds one free. */
+  backgroundConcurrency?: number;
 }
 
 export class WorkQueue {
@@ -40,6 +42,8 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private active = 0;
+  private activeBackground = 0;
+  private readonly backgroundKeys = new Set<string>();
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -134,8 +138,14 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.active < this.opts.concurrency && this.length > 0) {
-      const key = (this.queue.length > 0 ? this.queue.shift() : this.backlog.shift()) as string;
+    const backgroundLimit = this.opts.backgroundConcurrency ?? Math.max(1, Math.floor(this.opts.concurrency / 4));
+    while (this.active < this.opts.concurrency && (this.queue.length > 0 || (this.backlog.length > 0 && this.activeBackground < backgroundLimit))) {
+      const fromBacklog = this.queue.length === 0;
+      const key = (fromBacklog ? this.backlog.shift() : this.queue.shift()) as string;
+      if (fromBacklog) {
+        this.activeBackground++;
+        this.backgroundKeys.add(key);
+      }
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
@@ -162,6 +172,7 @@ export class WorkQueue {
       this.opts.hooks?.onWorkDuration?.(Date.now() - started);
       this.processing.delete(key);
       this.active--;
+      if (this.backgroundKeys.delete(key)) this.activeBackground--;
       if (this.dirty.delete(key)) this.add(key);
       this.pump();
       if (this.active === 0 && this.length === 0) for (const w of this.idleWaiters.splice(0)) w();

@@ -23,6 +23,12 @@ export interface PlayerDeps {
   flagKey: Buffer;
   /** Who owns the instances of a Challenge that does not say (spec.owner). */
   instanceOwner: OwnerMode;
+  /**
+   * Pool instances this replica is claiming or has just claimed, with when to forget them: its
+   * concurrent spawns then try different instances instead of colliding on one (the apiserver
+   * still decides every claim; this only saves the losing round trips).
+   */
+  claiming?: Map<string, number>;
   /** Solve events go to the webhook outbox (src/webhooks/outbox.ts). */
   webhooks?: boolean;
   now: () => Date;

@@ -64,6 +64,7 @@ export class KubeSessionService implements SessionService {
       flagKey: o.flagKey,
       instanceOwner: o.instanceOwner ?? 'user',
       webhooks: o.webhooks ?? false,
+      claiming: new Map(),
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);

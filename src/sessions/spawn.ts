@@ -142,11 +142,16 @@ async function settleVerdict(d: PlayerDeps, own: ChallengeSession, limit: number
  */
 async function claimFromPool(d: PlayerDeps, challenge: Challenge, player: Player): Promise<ChallengeSession | undefined> {
   const name = challenge.metadata.name;
-  const ready = d.caches.unclaimedPool(name).filter((s) => isClaimable(s, challenge));
+  const claiming = d.claiming;
+  const clock = Date.now();
+  if (claiming) for (const [n, until] of claiming) if (until < clock) claiming.delete(n);
+  const ready = d.caches.unclaimedPool(name).filter((s) => isClaimable(s, challenge) && !claiming?.has(s.metadata.name));
   const start = ready.length > 0 ? randomInt(ready.length) : 0;
   for (let i = 0; i < Math.min(ready.length, CLAIM_TRIES); i++) {
     const candidate = ready[(start + i) % ready.length];
-    if (!candidate) continue;
+    if (!candidate || claiming?.has(candidate.metadata.name)) continue;
+    // Until this replica's cache shows the claim (won or lost), its other spawns leave it alone.
+    claiming?.set(candidate.metadata.name, clock + CLAIM_MEMORY_MS);
     const now = d.now();
     const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, now));
     try {
@@ -167,3 +172,5 @@ async function claimFromPool(d: PlayerDeps, challenge: Challenge, player: Player
 
 /** Instances one spawn tries to claim before it starts a fresh one instead. */
 const CLAIM_TRIES = 3;
+/** How long this replica leaves an instance it tried to claim to itself (its cache shows the claim well before). */
+const CLAIM_MEMORY_MS = 10_000;
