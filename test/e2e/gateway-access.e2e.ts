@@ -14,7 +14,9 @@ import { KubeSessionService } from '../../src/sessions/service.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Engine } from '../../src/engine.js';
 import { useCluster, waitUntil } from '../support/kube.js';
-import { installSamples, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
+import { installChallengeLike, installSamples, listSessions, startTestEngine, TEST_TOKEN_SECRET } from '../support/engine.js';
+import { isUnclaimedPool } from '../../src/api/session.js';
+import { LABEL_SESSION } from '../../src/api/group.js';
 import { GATEWAY } from '../../scripts/lib/real-node.js';
 import { gatewayEngineEnv, type GatewayState } from '../../scripts/lib/gateway.js';
 
@@ -283,5 +285,40 @@ describe('players reach their own instances through the gateway', () => {
     const t0 = Date.now();
     await waitUntil('the route gone', async () => ((await viaGateway(host, '/', aliceCookie)).status === 404 ? true : undefined), 60_000, 50);
     timings.stopToGone = Date.now() - t0;
+  });
+});
+
+describe('a warm pool instance through the gateway', () => {
+  const routesOf = async (session: string) => {
+    const list = (await cluster.kube.custom.listNamespacedCustomObject({ group: 'gateway.networking.k8s.io', version: 'v1', namespace: cluster.namespace, plural: 'httproutes', labelSelector: `${LABEL_SESSION}=${session}` })) as { items: unknown[] };
+    return list.items.length;
+  };
+
+  it('has no route and takes no traffic until claimed; the claimant then reaches it on a host of its own', async () => {
+    await installChallengeLike(cluster.kube, cluster.namespace, 'warm-web', { pool: { size: 1 } });
+    const warm = await waitUntil('a ready pool instance', async () => {
+      const s = (await listSessions(cluster.kube, cluster.namespace)).find((x) => x.spec.challenge === 'warm-web' && isUnclaimedPool(x) && x.status?.phase === 'Running');
+      return s;
+    }, 120_000, 200);
+    expect(await routesOf(warm.metadata.name)).toBe(0);
+    expect(warm.status?.endpoints?.some((e) => e.externalHost !== undefined)).toBe(false);
+    const t0 = Date.now();
+    const { view } = await spawn('bob', 'warm-web');
+    timings.claimToPublished = Date.now() - t0;
+    expect(view.id).toBe(warm.metadata.name);
+    const e = view.endpoints[0];
+    const claimedHost = e?.externalHost ?? '';
+    expect(claimedHost).toMatch(/^i[0-9a-f]{24}\./);
+    expect(e?.route).toBe(`HTTPRoute ${view.id}-http`);
+    expect(await routesOf(view.id)).toBe(1);
+    const opened = await waitUntil('the claimed route to be live', async () => {
+      const a = await viaGateway(claimedHost, pathOf(await link('bob', view.id)));
+      return a.status === 302 ? a : undefined;
+    }, 30_000, 100);
+    const page = await pageWith(claimedHost, cookieOf(opened));
+    timings.claimToPage = Date.now() - t0;
+    expect(page.body).toContain('<h1>Notes</h1>');
+    // Another player's cookie-less request is refused as for any instance.
+    expect((await viaGateway(claimedHost, '/')).status).toBe(403);
   });
 });
