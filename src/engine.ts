@@ -11,6 +11,7 @@ import { WebhookDelivery } from './webhooks/outbox.js';
 import { webhookTargetProblem } from './webhooks/target.js';
 import { SessionController } from './controller/session-controller.js';
 import { PoolController } from './controller/pool-controller.js';
+import { isUnclaimedPool } from './api/session.js';
 import { DEFAULT_POD_DEFAULTS } from './reconcile/pod.js';
 import { DEFAULT_NETWORK_OPTIONS } from './reconcile/network-policy.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './api/group.js';
@@ -63,7 +64,8 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   const caches = Caches.watching(kube, config.namespace, log, metrics, config.watch);
   await caches.start();
   metrics.setSessionSource(function* () {
-    for (const s of caches.allSessions()) yield { challenge: s.spec.challenge, phase: s.status?.phase ?? 'Pending' };
+    // Players' sessions only: unclaimed pool instances have a gauge of their own.
+    for (const s of caches.allSessions()) if (!isUnclaimedPool(s)) yield { challenge: s.spec.challenge, phase: s.status?.phase ?? 'Pending' };
   });
   log.info({ namespace: config.namespace, sessions: caches.sessions.list().length, challenges: caches.challenges.list().length }, 'Caches synced');
 

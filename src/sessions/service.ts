@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { OwnerMode } from '../api/common.js';
-import type { ChallengeSession } from '../api/session.js';
+import { isUnclaimedPool, type ChallengeSession } from '../api/session.js';
 import type { Kube } from '../kube/client.js';
 import { liveReads, type LiveReads } from '../kube/live-reads.js';
 import { createRecorder } from '../kube/recorder.js';
@@ -101,7 +101,8 @@ export class KubeSessionService implements SessionService {
 
   /** What list shows, unsorted: the caller's live sessions, or every live one for `all`. */
   private listed(caller: Caller, all: boolean): ChallengeSession[] {
-    return caller.admin && all ? this.o.caches.allSessions().filter((s) => !s.metadata.deletionTimestamp) : ownSessions(this.d, caller);
+    // Unclaimed pool instances are nobody's sessions yet (the pool gauge counts them).
+    return caller.admin && all ? this.o.caches.allSessions().filter((s) => !s.metadata.deletionTimestamp && !isUnclaimedPool(s)) : ownSessions(this.d, caller);
   }
 
   get(caller: Caller, id: string): SessionView {

@@ -11,6 +11,7 @@ import { runtimeOf } from '../../../src/reconcile/runtime.js';
 import { effectiveExpiry, extendedExpiry } from '../../../src/reconcile/expiry.js';
 import { teamHash, userHash } from '../../../src/reconcile/names.js';
 import { NAMESPACE, webChallenge } from './fixtures.js';
+import { hasSettled, sessionView } from '../../../src/sessions/views.js';
 
 /** Warm pools, the pure part: instance bodies, claimability, the claim's one write, and pool plans. */
 
@@ -178,6 +179,22 @@ describe('planPool', () => {
         expect(pool).toHaveLength(size);
         expect(pool.every((s) => isClaimable({ ...s, status: { ...s.status, phase: 'Running', conditions: [{ type: 'Ready', status: 'True', reason: 'Running', message: '', lastTransitionTime: '2030-01-01T09:00:00Z' }] } }, c))).toBe(true);
       }),
+      // Each case parses up to a few hundred sessions through the schema: fewer cases, more time on a busy machine.
+      { numRuns: 60 },
     );
+  }, 30_000);
+});
+
+describe('the view of a claimed instance', () => {
+  it('is starting until the status reflects the claim, then Running with its endpoints', () => {
+    const c = pooled(1);
+    const s = instance(c, { claimedBy: 'ann' });
+    const endpoints = [{ name: 'http', protocol: 'http' as const, host: 'h', port: 8080, url: 'http://h:8080' }];
+    const claimedAt = s.metadata.annotations?.[ANNOTATION_CLAIMED_AT];
+    const waiting = sessionView({ ...s, status: { ...s.status, endpoints } }, c, new Date('2030-01-01T10:00:01Z'));
+    expect(waiting).toMatchObject({ phase: 'Provisioning', ready: false, reason: 'Claimed', endpoints: [], user: 'ann', createdAt: claimedAt });
+    expect(hasSettled(waiting)).toBe(false);
+    const published = sessionView({ ...s, status: { ...s.status, endpoints, claimedAt } }, c, new Date('2030-01-01T10:00:01Z'));
+    expect(published).toMatchObject({ phase: 'Running', ready: true, endpoints, user: 'ann' });
   });
 });
