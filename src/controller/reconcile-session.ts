@@ -14,7 +14,7 @@ import { desiredSessionPolicy, type NetworkOptions } from '../reconcile/network-
 import { computeStatus, routeRefs, statusPatch, type PublicAccess, type StatusInput } from '../reconcile/status.js';
 import { desiredRoutes, unroutablePorts, type GatewayOptions, type RouteObject } from '../reconcile/routes.js';
 import { hostIdentity, publicHost } from '../reconcile/public-host.js';
-import { isPoolSession, isUnclaimedPool } from '../api/session.js';
+import { claimedAt, isPoolSession, isUnclaimedPool, sameOwner, sessionOwner } from '../api/session.js';
 import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
@@ -66,6 +66,10 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const session = parsed.value;
   if (session.metadata.deletionTimestamp) return {};
   const now = ctx.now();
+  const older = isPoolSession(session) ? olderSibling(ctx, session) : undefined;
+  if (older) {
+    return endSession(ctx, session, EventReason.DuplicateClaim, `Released: its claimant already held session ${older} of challenge ${session.spec.challenge} (two spawns at once)`, 'duplicate_claim');
+  }
 
   const chal = ctx.caches.challenge(session.spec.challenge);
   const challenge: Challenge | undefined = chal?.ok ? chal.value : undefined;
@@ -125,6 +129,25 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     routing: routing(ctx, session, eff.runtime, routes),
   })));
   return { requeueAfterMs: untilExpiry };
+}
+
+/**
+ * For a claimed pool instance: an older live session of the same challenge and owner, which
+ * makes this claim the duplicate of two concurrent spawns on two replicas (claims skip the list
+ * that settles a create; see settleClaim). Older: claimed or created earlier, then by name.
+ */
+function olderSibling(ctx: ReconcileContext, session: ChallengeSession): string | undefined {
+  const owner = sessionOwner(session);
+  if (!owner) return undefined;
+  const start = (s: ChallengeSession) => claimedAt(s) ?? String(s.metadata.creationTimestamp ?? '');
+  const mine = start(session);
+  const siblings = owner.mode === 'user' ? ctx.caches.sessionsOfUser(owner.user) : ctx.caches.sessionsOfTeam(owner.team);
+  for (const s of siblings) {
+    if (s.metadata.uid === session.metadata.uid || s.metadata.deletionTimestamp || s.spec.challenge !== session.spec.challenge || !sameOwner(sessionOwner(s), owner)) continue;
+    const theirs = start(s);
+    if (Date.parse(theirs) < Date.parse(mine) || (Date.parse(theirs) === Date.parse(mine) && s.metadata.name < session.metadata.name)) return s.metadata.name;
+  }
+  return undefined;
 }
 
 function sessionRoutes(ctx: ReconcileContext, session: ChallengeSession, runtime: ChallengeRuntime): RouteObject[] {

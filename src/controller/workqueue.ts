@@ -28,7 +28,7 @@ export interface QueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   /** Whether a key is background work, taken only when no other key waits; asked at every add. */
   background?: (key: string) => boolean;
-  /** Workers background keys may hold at once (default: a quarter of `concurrency`, at least 1), so foreground work always finds one free. */
+  /** Workers background keys may hold at once (default: all but a quarter of `concurrency`, at least 1), so foreground work always finds one free. */
   backgroundConcurrency?: number;
 }
 
@@ -138,7 +138,7 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    const backgroundLimit = this.opts.backgroundConcurrency ?? Math.max(1, Math.floor(this.opts.concurrency / 4));
+    const backgroundLimit = this.opts.backgroundConcurrency ?? Math.max(1, this.opts.concurrency - Math.max(1, Math.floor(this.opts.concurrency / 4)));
     while (this.active < this.opts.concurrency && (this.queue.length > 0 || (this.backlog.length > 0 && this.activeBackground < backgroundLimit))) {
       const fromBacklog = this.queue.length === 0;
       const key = (fromBacklog ? this.backlog.shift() : this.queue.shift()) as string;

@@ -50,6 +50,8 @@ export const EventReason = {
   WebhookFailing: 'WebhookFailing',
   Expired: 'Expired',
   ChallengeDeleted: 'ChallengeDeleted',
+  /** A pool instance claimed by an owner who already held a session of the challenge (two replicas at once): released. */
+  DuplicateClaim: 'DuplicateClaim',
   /** A Failed session whose condition carries no reason. */
   Failed: 'Failed',
 } as const;

@@ -29,6 +29,8 @@ export interface PlayerDeps {
    * still decides every claim; this only saves the losing round trips).
    */
   claiming?: Map<string, number>;
+  /** Spawns in flight on this replica by owner and challenge: a second one waits for the first and returns its session. */
+  spawning?: Map<string, Promise<unknown>>;
   /** Solve events go to the webhook outbox (src/webhooks/outbox.ts). */
   webhooks?: boolean;
   now: () => Date;

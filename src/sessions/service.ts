@@ -65,6 +65,7 @@ export class KubeSessionService implements SessionService {
       instanceOwner: o.instanceOwner ?? 'user',
       webhooks: o.webhooks ?? false,
       claiming: new Map(),
+      spawning: new Map(),
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);

@@ -1,6 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { Challenge } from '../api/challenge.js';
-import type { ChallengeSession, Player } from '../api/session.js';
+import type { ChallengeSession, Owner, Player } from '../api/session.js';
 import { isPoolSession, sameOwner, sessionOwner, sessionSchema } from '../api/session.js';
 import { claimPatch, isClaimable, poolSize } from '../reconcile/pool.js';
 import { classifyError, ignoreNotFound } from '../kube/errors.js';
@@ -50,6 +50,25 @@ export async function spawnSession(d: PlayerDeps, maxSessionsPerOwner: number, c
   const challenge = challengeOf(d, challengeName);
   if (!challenge || !challenge.spec.enabled) throw new DomainError('NotFound', `challenge ${challengeName} not found`);
   const owner = spawnOwner(caller, ownerModeOf(challenge, d.instanceOwner));
+  // One spawn per owner and challenge at a time on this replica; a concurrent one gets its answer.
+  const key = `${owner.mode === 'user' ? `u:${owner.user}` : `t:${owner.team}`}\u0000${challengeName}`;
+  const inFlight = d.spawning?.get(key) as Promise<SpawnOutcome> | undefined;
+  if (inFlight) {
+    const first = await inFlight.catch(() => undefined);
+    if (first) return { created: false, session: first.session };
+  }
+  const work = spawnFor(d, maxSessionsPerOwner, caller, challenge, owner);
+  if (!d.spawning) return work;
+  d.spawning.set(key, work);
+  try {
+    return await work;
+  } finally {
+    if (d.spawning.get(key) === work) d.spawning.delete(key);
+  }
+}
+
+async function spawnFor(d: PlayerDeps, maxSessionsPerOwner: number, caller: Caller, challenge: Challenge, owner: Owner): Promise<SpawnOutcome> {
+  const challengeName = challenge.metadata.name;
   const owned = sessionsOwnedBy(d, owner);
   const existing = owned.find((s) => s.spec.challenge === challengeName);
   if (existing) return { created: false, session: existing };
@@ -60,7 +79,7 @@ export async function spawnSession(d: PlayerDeps, maxSessionsPerOwner: number, c
   if (poolSize(challenge) > 0) {
     if (owned.length >= maxSessionsPerOwner) throw limitReached();
     const claimed = await claimFromPool(d, challenge, { user: caller.user, ...(caller.team !== undefined ? { team: caller.team } : {}), owner });
-    if (claimed) return settle(d, claimed, maxSessionsPerOwner);
+    if (claimed) return settleClaim(d, claimed);
   }
 
   const ns = d.caches.namespace;
@@ -113,6 +132,20 @@ async function settle(d: PlayerDeps, session: ChallengeSession, limit: number): 
   // Read-your-writes: the caller's next request on this replica must find the session as written.
   const written = (c: ChallengeSession | undefined) => c !== undefined && c.metadata.uid === session.metadata.uid && sessionOwner(c) !== undefined;
   await d.waits.until(name, written, READ_YOUR_WRITES_MS, { known: true });
+  return { created: true, session };
+}
+
+/**
+ * After a claim: read-your-writes only. The list at an exact resourceVersion that settles a
+ * create waits for the apiserver's watch cache to reach that version, which under a burst costs
+ * more than the claim itself (and answers 504 when the cache lags seconds behind); a claim is
+ * meant to be instant. The one race it would catch, two claims of one challenge by one owner at
+ * the same moment on two replicas (each replica serialises its own through the cache), is
+ * settled by the leader instead: reconcileSession deletes the later of two such claims.
+ */
+async function settleClaim(d: PlayerDeps, session: ChallengeSession): Promise<SpawnOutcome> {
+  const name = session.metadata.name;
+  await d.waits.until(name, (c) => c !== undefined && c.metadata.uid === session.metadata.uid && sessionOwner(c) !== undefined, READ_YOUR_WRITES_MS, { known: true });
   return { created: true, session };
 }
 
