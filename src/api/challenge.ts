@@ -152,6 +152,8 @@ export const challengeSpecSchema = z
     owner: z.enum(OWNER_MODES).optional(),
     /** Concurrent sessions of this challenge one user may hold. */
     maxSessionsPerUser: z.number().int().min(1).max(10).default(1),
+    /** Concurrent instances of this challenge engine-wide; further spawns queue. Absent: no cap. */
+    maxInstances: z.number().int().min(1).max(100_000).optional(),
     network: z
       .strictObject({ egress: z.array(egressRuleSchema).max(32).default([]) })
       .default({ egress: [] }),

@@ -23,3 +23,8 @@ export const ANNOTATION_SPEC_HASH = `${GROUP}/spec-hash`;
 /** Hash of the nonce of the session's one open access link (see src/access/tokens.ts); removed when used. */
 export const ANNOTATION_ACCESS_TICKET = `${GROUP}/access-ticket`;
 export const ANNOTATION_CHALLENGE_GENERATION = `${GROUP}/challenge-generation`;
+/**
+ * When the player asked for the session, in milliseconds (RFC 3339 with a fraction): the
+ * first-come queue's order. creationTimestamp has whole seconds only.
+ */
+export const ANNOTATION_REQUESTED_AT = `${GROUP}/requested-at`;
