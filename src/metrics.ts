@@ -5,12 +5,15 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * several engines in one process). Names follow controller-runtime and client-go where they exist.
  */
 export type SessionSource = () => Iterable<{ challenge: string; phase: string }>;
+/** Queued sessions by reason (QueueReason), as a cache shows them. */
+export type QueueSource = () => Iterable<{ reason: string }>;
 
 export function createMetrics() {
   const registry = new Registry();
   // Sessions by challenge and phase are counted from the cache at scrape time, so the gauge is
   // always exact and costs nothing between scrapes.
   let sessionSource: SessionSource | undefined;
+  let queueSource: QueueSource | undefined;
   collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
@@ -68,6 +71,30 @@ export function createMetrics() {
     setSessionSource(source: SessionSource): void {
       sessionSource = source;
     },
+    queued: new Gauge({
+      name: 'challenge_engine_sessions_queued',
+      help: 'Sessions waiting in the first-come queue, by reason (EngineCapacity, ChallengeCapacity, ClusterFull)',
+      labelNames: ['reason'],
+      registers: r,
+      collect() {
+        if (!queueSource) return;
+        const counts = new Map<string, number>();
+        for (const q of queueSource()) counts.set(q.reason, (counts.get(q.reason) ?? 0) + 1);
+        this.reset();
+        for (const [reason, n] of counts) this.set({ reason }, n);
+      },
+    }),
+    /** Where the queued gauge counts from (the informer cache). */
+    setQueueSource(source: QueueSource): void {
+      queueSource = source;
+    },
+    queueWait: new Histogram({
+      name: 'challenge_engine_queue_wait_seconds',
+      help: 'Time from the spawn request to admission (0 when capacity was free)',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
+      registers: r,
+    }),
+    queueTimeouts: new Counter({ name: 'challenge_engine_queue_timeouts_total', help: 'Sessions that waited longer than CTF_QUEUE_TIMEOUT and failed, by challenge', labelNames: ['challenge'], registers: r }),
     spawnToReady: new Histogram({
       name: 'challenge_engine_spawn_to_ready_seconds',
       help: 'Time from session creation to Running',
