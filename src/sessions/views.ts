@@ -36,7 +36,8 @@ export function hasSettled(view: Pick<SessionView, 'phase'>): boolean {
   return view.phase === 'Running' || view.phase === 'Failed' || view.phase === 'Expired';
 }
 
-export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date): SessionView {
+/** `queue`: the session's place in the queue while it waits (QueuePositions.place). */
+export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date, queue?: SessionView['queue']): SessionView {
   const ready = s.status?.conditions?.find((c) => c.type === 'Ready');
   const eff = effectiveRuntime(s, challenge);
   return {
@@ -45,7 +46,7 @@ export function sessionView(s: ChallengeSession, challenge: Challenge | undefine
     user: s.spec.user,
     ...(s.spec.team !== undefined ? { team: s.spec.team } : {}),
     owner: sessionOwner(s.spec).mode,
-    phase: s.status?.phase ?? 'Pending',
+    phase: queue ? 'Queued' : (s.status?.phase ?? 'Pending'),
     ready: s.status?.phase === 'Running',
     reason: ready?.reason,
     message: ready?.message,
@@ -54,5 +55,6 @@ export function sessionView(s: ChallengeSession, challenge: Challenge | undefine
     endpoints: s.status?.endpoints ?? [],
     solved: s.status?.solved ?? false,
     solvedAt: s.status?.solvedAt,
+    ...(queue ? { queue } : {}),
   };
 }
