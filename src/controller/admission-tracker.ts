@@ -97,24 +97,28 @@ export class AdmissionTracker {
   }
 
   /**
-   * The decision for a waiting session; an admission is remembered at once, so the next decision
-   * (of any session) counts it. `force`: decide even though the stored phase says Failed (a
-   * problem of its Challenge that has since been fixed).
+   * The decision for a waiting session. `force`-free: a session whose stored phase still says
+   * Failed (a problem of its Challenge, since fixed) is decided as if it had none.
    */
-  tryAdmit(session: ChallengeSession): Admission {
+  decide(session: ChallengeSession): Admission {
     const name = session.metadata.name;
     if (this.admittingNow.has(name)) return { admitted: true };
-    const fast = this.o.maxInstances === undefined && this.challengeCap(session.spec.challenge) === undefined && !this.anyUnschedulable();
-    let d: Admission | undefined = fast ? { admitted: true } : this.decisions().get(name);
-    if (!d) {
-      const { phase: _stale, ...status } = session.status ?? {};
-      d = this.decide(this.sessions().map((s) => (s.metadata.name === name ? { ...s, status } : s))).get(name) ?? { admitted: true };
-    }
-    if (d.admitted) {
-      this.admittingNow.add(name);
-      this.changed();
-    }
-    return d;
+    if (!this.contended(session)) return { admitted: true };
+    const d = this.decisions().get(name);
+    if (d) return d;
+    const { phase: _stale, ...status } = session.status ?? {};
+    return this.decideOver(this.sessions().map((s) => (s.metadata.name === name ? { ...s, status } : s))).get(name) ?? { admitted: true };
+  }
+
+  /** Remembers an admission at once, so the next decision (of any session) counts it. */
+  markAdmitted(name: string): void {
+    this.admittingNow.add(name);
+    this.changed();
+  }
+
+  /** Whether anything limits the session's admission: a cap, or an unschedulable Pod. */
+  contended(session: ChallengeSession): boolean {
+    return this.o.maxInstances !== undefined || this.challengeCap(session.spec.challenge) !== undefined || this.anyUnschedulable();
   }
 
   /** Admitted by this leader and not yet recorded in the cached session. */
@@ -138,12 +142,12 @@ export class AdmissionTracker {
       const p = this.o.caches.session(name);
       if (!p?.ok || p.value.metadata.deletionTimestamp || isAdmittedRecord(p.value)) this.admittingNow.delete(name);
     }
-    const decisions = this.decide(this.sessions());
+    const decisions = this.decideOver(this.sessions());
     this.memo = { version: this.version, decisions };
     return decisions;
   }
 
-  private decide(sessions: ChallengeSession[]): Map<string, Admission> {
+  private decideOver(sessions: ChallengeSession[]): Map<string, Admission> {
     return decideAdmission({
       sessions,
       caps: { engine: this.o.maxInstances, challenge: (c) => this.challengeCap(c) },

@@ -119,6 +119,27 @@ describe('the admission gate of a reconcile', () => {
     expect(metrics).toMatch(/challenge_engine_queue_wait_seconds_count 1/);
   });
 
+  it('admits a fresh spawn only once earlier ones had time to reach the cache, where capacity is capped', async () => {
+    const h = harness({ maxInstances: 1, now: '2030-01-01T10:00:00.350Z' });
+    h.put('s-new');
+    const out = await reconcileSession(h.ctx, 's-new');
+    expect(h.writer.objectWrites()).toEqual([]);
+    expect(out.requeueAfterMs).toBe(150);
+    // An earlier request shows up meanwhile: it goes first.
+    h.put('s-earlier', undefined, '2030-01-01T10:00:00.100Z');
+    h.setNow('2030-01-01T10:00:00.600Z');
+    await reconcileSession(h.ctx, 's-earlier');
+    expect(body(h, 'patch-status')).toMatchObject({ admittedAt: '2030-01-01T10:00:00.600Z' });
+    h.writer.writes.length = 0;
+    await reconcileSession(h.ctx, 's-new');
+    expect(body(h, 'patch-status')).toMatchObject({ phase: 'Queued' });
+    // Uncapped, nothing waits.
+    const free = harness({ now: '2030-01-01T10:00:00.300Z' });
+    free.put('s-new');
+    await reconcileSession(free.ctx, 's-new');
+    expect(body(free, 'patch-status')).toMatchObject({ admittedAt: '2030-01-01T10:00:00.300Z' });
+  });
+
   it('retries an admission whose expiry write lost to a concurrent change, creating nothing', async () => {
     const h = harness({ maxInstances: 1 });
     h.put('s-new', { phase: 'Queued' });
