@@ -19,6 +19,7 @@ import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
 import { OWNED_KINDS, type ChildCaches, type DesiredInput, type Owned, type OwnedCacheName } from './owned-kinds.js';
 import { admissionGate, type QueueSettings } from './admission-gate.js';
+import { isAdmittedRecord } from '../reconcile/admission.js';
 
 /**
  * One reconcile of one ChallengeSession: read the caches, decide with the pure functions in
@@ -101,6 +102,8 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
     return fail({ reason: Reason.StaticFlagMissing, message: `Secret ${ref?.name} with key ${ref?.key} not found` }, 30_000);
   }
 
+  // Admitted by the children of a pass cut short before its status: record it now.
+  if (ctx.queue && !waiting && !isAdmittedRecord(session)) admittedAt = now.toISOString();
   if (waiting && ctx.queue) {
     const gate = await admissionGate(ctx, ctx.queue, session, eff.runtime, expiresAt);
     if (!gate.admitted) {
