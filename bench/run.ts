@@ -4,7 +4,7 @@
  *
  *   npm run bench                 full sizes (the targets are set for these); 15-25 minutes
  *   npm run bench -- --quick      small sizes, a smoke run; under two minutes
- *   options: --runs N  --only spawn,flags,expiry,writes,scale  --profile  --out DIR  --keep-work
+ *   options: --runs N  --only spawn,flags,expiry,writes,access,queue,scale  --profile  --out DIR  --keep-work
  *   (the report keeps the latest results of scenarios a run leaves out; --cleanup deletes each
  *   scenario's namespaces and waits for them between scenarios)
  */
@@ -25,6 +25,7 @@ import { scaleScenario } from './scenarios/scale.js';
 import { spawnScenario } from './scenarios/spawn.js';
 import { writesScenario } from './scenarios/writes.js';
 import { accessScenario } from './scenarios/access.js';
+import { queueScenario } from './scenarios/queue.js';
 
 const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   spawn: spawnScenario,
@@ -32,6 +33,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> 
   expiry: expiryScenario,
   writes: writesScenario,
   access: accessScenario,
+  queue: queueScenario,
   // Last: it leaves thousands of objects behind for the teardown.
   scale: scaleScenario,
 };
@@ -40,7 +42,7 @@ const log = (m: string) => process.stderr.write(`[bench ${new Date().toISOString
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,scale] [--profile] [--out DIR] [--keep-work] [--cleanup] [--scale-sessions N]\n',
+    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,access,queue,scale] [--profile] [--out DIR] [--keep-work] [--cleanup] [--scale-sessions N]\n',
   );
   process.exit(2);
 }
