@@ -30,12 +30,6 @@ export type GateResult =
 /** How soon to retry an admission whose expiry write lost a race (an extension, say). */
 const CONFLICT_RETRY_MS = 100;
 
-/**
- * Where capacity is contended, a session is admitted only this long after it was requested:
- * spawns requested just before it may still be on their way to this cache (concurrent creates
- * land in any order), and first come means they go first.
- */
-export const ADMISSION_SETTLE_MS = 250;
 
 export async function admissionGate(ctx: ReconcileContext, q: QueueSettings, session: ChallengeSession, runtime: ChallengeRuntime, expiresAt: Date): Promise<GateResult> {
   const now = ctx.now();
@@ -43,9 +37,10 @@ export async function admissionGate(ctx: ReconcileContext, q: QueueSettings, ses
   const name = session.metadata.name;
   const again = q.tracker.admitting(name);
   const d = q.tracker.decide(session);
-  if (d.admitted && !again && waited < ADMISSION_SETTLE_MS && q.tracker.contended(session)) {
-    return { admitted: false, retryMs: ADMISSION_SETTLE_MS - waited };
-  }
+  // Where capacity is contended, spawns requested just before this one may still be on their
+  // way to the cache (concurrent creates land in any order); first come means they go first.
+  const settle = d.admitted && !again && q.tracker.contended(session) ? q.tracker.settleMs() : 0;
+  if (waited < settle) return { admitted: false, retryMs: settle - waited };
   if (d.admitted) q.tracker.markAdmitted(name);
   if (!d.admitted) {
     const left = q.timeoutMs - waited;

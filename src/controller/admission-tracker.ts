@@ -2,7 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { LABEL_SESSION } from '../api/group.js';
 import type { ChallengeSession } from '../api/session.js';
 import type { Caches, Raw } from '../read-model/caches.js';
-import { decideAdmission, isAdmittedRecord, isWaiting, type Admission } from '../reconcile/admission.js';
+import { decideAdmission, isAdmittedRecord, isWaiting, queueTime, type Admission } from '../reconcile/admission.js';
 import { childNames } from '../reconcile/names.js';
 import type { ChildCaches, Owned } from './owned-kinds.js';
 
@@ -17,6 +17,14 @@ import type { ChildCaches, Owned } from './owned-kinds.js';
 
 /** Coalesces bursts of cache events into one look at the queue. */
 const PASS_DELAY_MS = 20;
+
+/**
+ * Bounds of the settle time (see settleMs): at least this, at most that however slow the
+ * apiserver gets, and how long an observed delivery time counts.
+ */
+const SETTLE_MIN_MS = 250;
+const SETTLE_MAX_MS = 3_000;
+const SETTLE_MEMORY_MS = 60_000;
 
 export interface AdmissionTrackerOptions {
   caches: Caches;
@@ -36,6 +44,8 @@ export class AdmissionTracker {
   private children: ChildCaches | undefined;
   private enqueue: ((name: string) => void) | undefined;
   private pass: NodeJS.Timeout | undefined;
+  /** Recent times from a spawn's request to its arrival in this cache: [seen at, ms]. */
+  private readonly arrivals: [number, number][] = [];
 
   constructor(private readonly o: AdmissionTrackerOptions) {
     const onSession = (raw: Raw) => {
@@ -46,7 +56,10 @@ export class AdmissionTracker {
       else this.queued.delete(name);
       this.changed();
     };
-    o.caches.sessions.on('add', onSession);
+    o.caches.sessions.on('add', (raw) => {
+      this.observeArrival(raw);
+      onSession(raw);
+    });
     o.caches.sessions.on('update', onSession);
     o.caches.sessions.on('delete', (raw) => {
       const name = raw.metadata?.name;
@@ -72,6 +85,29 @@ export class AdmissionTracker {
     this.enqueue = undefined;
     if (this.pass) clearTimeout(this.pass);
     this.pass = undefined;
+  }
+
+  /**
+   * How long after its request a contended session is admitted at the earliest: concurrent
+   * creates reach this cache in any order, and one requested earlier may still be on its way.
+   * The longest request-to-cache time seen in the last minute (plus a margin), within bounds,
+   * so a slow apiserver widens the wait and an idle one keeps it short.
+   */
+  settleMs(): number {
+    const since = Date.now() - SETTLE_MEMORY_MS;
+    while (this.arrivals.length > 0 && (this.arrivals[0]?.[0] ?? 0) < since) this.arrivals.shift();
+    const worst = this.arrivals.reduce((m, [, ms]) => Math.max(m, ms), 0);
+    return Math.min(SETTLE_MAX_MS, Math.max(SETTLE_MIN_MS, worst + 100));
+  }
+
+  private observeArrival(raw: Raw): void {
+    const r = raw as ChallengeSession;
+    // Only fresh spawns: a session with a status, or a relist's old ones, say nothing of the delivery time.
+    if (r.status !== undefined || !r.metadata.annotations) return;
+    const ms = Date.now() - queueTime(r);
+    if (ms < 0 || ms > SETTLE_MAX_MS * 3) return;
+    this.arrivals.push([Date.now(), ms]);
+    if (this.arrivals.length > 256) this.arrivals.shift();
   }
 
   /** A Pod event of the pod informer (the leader's). */

@@ -140,6 +140,18 @@ describe('the admission gate of a reconcile', () => {
     expect(body(free, 'patch-status')).toMatchObject({ admittedAt: '2030-01-01T10:00:00.300Z' });
   });
 
+  it('widens the settle time to the slowest recent request-to-cache time, within bounds', () => {
+    const h = harness({ maxInstances: 1 });
+    expect(h.tracker.settleMs()).toBe(250);
+    h.put('s-slow', undefined, new Date(Date.now() - 1_200).toISOString());
+    expect(h.tracker.settleMs()).toBeGreaterThanOrEqual(1_300);
+    expect(h.tracker.settleMs()).toBeLessThan(1_400);
+    // A relisted old session (or a clock far off) is no delivery time; the wait never passes 3 s.
+    h.put('s-old', undefined, new Date(Date.now() - 60_000).toISOString());
+    h.put('s-slower', undefined, new Date(Date.now() - 5_000).toISOString());
+    expect(h.tracker.settleMs()).toBe(3_000);
+  });
+
   it('retries an admission whose expiry write lost to a concurrent change, creating nothing', async () => {
     const h = harness({ maxInstances: 1 });
     h.put('s-new', { phase: 'Queued' });
