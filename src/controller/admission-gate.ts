@@ -41,7 +41,8 @@ export async function admissionGate(ctx: ReconcileContext, q: QueueSettings, ses
   // way to the cache (concurrent creates land in any order); first come means they go first.
   const settle = d.admitted && !again && q.tracker.contended(session) ? q.tracker.settleMs() : 0;
   if (waited < settle) return { admitted: false, retryMs: settle - waited };
-  if (d.admitted) q.tracker.markAdmitted(name);
+  const admittedAt = q.tracker.admittedAtOf(name) ?? now.toISOString();
+  if (d.admitted && !again) q.tracker.markAdmitted(name, admittedAt);
   if (!d.admitted) {
     const left = q.timeoutMs - waited;
     if (left <= 0) {
@@ -70,5 +71,5 @@ export async function admissionGate(ctx: ReconcileContext, q: QueueSettings, ses
   }
   if (!again) ctx.metrics.queueWait.observe(waited / 1000);
   if (session.status?.phase === 'Queued') ctx.log.info({ session: session.metadata.name, waitedMs: waited }, 'Admitted from the queue');
-  return { admitted: true, admittedAt: now.toISOString(), expiresAt: expiry };
+  return { admitted: true, admittedAt, expiresAt: expiry };
 }

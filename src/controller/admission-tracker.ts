@@ -35,8 +35,8 @@ export interface AdmissionTrackerOptions {
 export class AdmissionTracker {
   private version = 0;
   private memo: { version: number; decisions: Map<string, Admission> } | undefined;
-  /** Admitted by this leader, not yet recorded in the cached session. */
-  private readonly admittingNow = new Set<string>();
+  /** Admitted by this leader, not yet recorded in the cached session: name -> admittedAt. */
+  private readonly admittingNow = new Map<string, string>();
   /** Sessions whose Pod is Pending with PodScheduled=False, Unschedulable. */
   private readonly unschedulable = new Set<string>();
   /** Sessions whose stored phase is Queued: the ones a pass may have to wake. */
@@ -54,6 +54,7 @@ export class AdmissionTracker {
       const r = raw as { metadata?: { deletionTimestamp?: unknown }; status?: { phase?: unknown } };
       if (r.status?.phase === 'Queued' && !r.metadata?.deletionTimestamp) this.queued.add(name);
       else this.queued.delete(name);
+      if (isAdmittedRecord(raw as ChallengeSession)) this.admittingNow.delete(name);
       this.changed();
     };
     o.caches.sessions.on('add', (raw) => {
@@ -147,9 +148,14 @@ export class AdmissionTracker {
   }
 
   /** Remembers an admission at once, so the next decision (of any session) counts it. */
-  markAdmitted(name: string): void {
-    this.admittingNow.add(name);
+  markAdmitted(name: string, admittedAt: string): void {
+    this.admittingNow.set(name, admittedAt);
     this.changed();
+  }
+
+  /** The admittedAt this leader decided, while the cache does not show it yet. */
+  admittedAtOf(name: string): string | undefined {
+    return this.admittingNow.get(name);
   }
 
   /** Whether anything limits the session's admission: a cap, or an unschedulable Pod. */
@@ -174,7 +180,7 @@ export class AdmissionTracker {
 
   private decisions(): Map<string, Admission> {
     if (this.memo?.version === this.version) return this.memo.decisions;
-    for (const name of this.admittingNow) {
+    for (const name of this.admittingNow.keys()) {
       const p = this.o.caches.session(name);
       if (!p?.ok || p.value.metadata.deletionTimestamp || isAdmittedRecord(p.value)) this.admittingNow.delete(name);
     }

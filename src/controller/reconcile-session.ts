@@ -103,7 +103,8 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   }
 
   // Admitted by the children of a pass cut short before its status: record it now.
-  if (ctx.queue && !waiting && !isAdmittedRecord(session)) admittedAt = now.toISOString();
+  // (A pass whose cache has not caught up with its own admission keeps the time decided then.)
+  if (ctx.queue && !waiting && !isAdmittedRecord(session)) admittedAt = ctx.queue.tracker.admittedAtOf(name) ?? now.toISOString();
   if (waiting && ctx.queue) {
     const gate = await admissionGate(ctx, ctx.queue, session, eff.runtime, expiresAt);
     if (!gate.admitted) {

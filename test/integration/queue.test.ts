@@ -132,6 +132,7 @@ describe('a Pod the scheduler cannot place', () => {
     o.metadata = { name: 'too-big' };
     o.spec.containers = o.spec.containers.map((c) => ({ ...c, resources: { requests: { cpu: '100000' }, limits: { cpu: '100000' } } }));
     await cluster.kube.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: cluster.namespace, plural: CHALLENGE_PLURAL, body: o });
+    await waitUntil('the Challenge cached', () => engine.caches.challenge('too-big')?.ok);
     const big = await spawn('u-big', 'too-big');
     expect(big.status).toBe(201);
     await waitUntil('the big Pod unschedulable', async () => (await live()).find((s) => s.metadata.name === big.session.id && s.status?.conditions?.some((c) => c.reason === 'Unschedulable')), 30_000);

@@ -70,6 +70,21 @@ describe('the admission gate of a reconcile', () => {
     expect(h.writes()).toContain('apply Pod s-new');
   });
 
+  it('keeps the admission time when the next pass runs before the cache shows it', async () => {
+    const h = harness();
+    const s = h.put('s-new');
+    await reconcileSession(h.ctx, 's-new');
+    const first = body(h, 'patch-status')?.admittedAt;
+    // Its children are cached, its status not yet: the second pass must not move admittedAt.
+    const owner = [{ apiVersion: 'x', kind: 'ChallengeSession', name: 's-new', uid: s.metadata.uid!, controller: true }];
+    (h.ctx.children.pods as unknown as { put: (o: unknown) => void }).put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 's-new', namespace: NAMESPACE, ownerReferences: owner } });
+    h.writer.writes.length = 0;
+    h.setNow('2030-01-01T10:05:03Z');
+    await reconcileSession(h.ctx, 's-new');
+    expect(first).toBe('2030-01-01T10:05:00.000Z');
+    expect(body(h, 'patch-status')?.admittedAt).toBe(first);
+  });
+
   it('queues a session over the engine cap: a Queued status, no children, no runtime snapshot', async () => {
     const h = harness({ maxInstances: 1 });
     h.put('s-run', { phase: 'Running', admittedAt: '2030-01-01T09:00:00.000Z' });
