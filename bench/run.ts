@@ -4,7 +4,7 @@
  *
  *   npm run bench                 full sizes (the targets are set for these); 15-25 minutes
  *   npm run bench -- --quick      small sizes, a smoke run; under two minutes
- *   options: --runs N  --only spawn,flags,expiry,writes,scale  --profile  --out DIR  --keep-work
+ *   options: --runs N  --only spawn,flags,expiry,writes,access,queue,scale  --profile  --out DIR  --keep-work
  *   (the report keeps the latest results of scenarios a run leaves out; --cleanup deletes each
  *   scenario's namespaces and waits for them between scenarios)
  */
@@ -26,6 +26,7 @@ import { spawnScenario } from './scenarios/spawn.js';
 import { writesScenario } from './scenarios/writes.js';
 import { accessScenario } from './scenarios/access.js';
 import { poolsScenario } from './scenarios/pools.js';
+import { queueScenario } from './scenarios/queue.js';
 
 const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   spawn: spawnScenario,
@@ -34,6 +35,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> 
   writes: writesScenario,
   access: accessScenario,
   pools: poolsScenario,
+  queue: queueScenario,
   // Last: it leaves thousands of objects behind for the teardown.
   scale: scaleScenario,
 };
@@ -42,7 +44,7 @@ const log = (m: string) => process.stderr.write(`[bench ${new Date().toISOString
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,scale] [--profile] [--out DIR] [--keep-work] [--cleanup] [--scale-sessions N]\n',
+    'usage: npm run bench [-- --quick] [--runs N] [--only spawn,flags,expiry,writes,access,queue,scale] [--profile] [--out DIR] [--keep-work] [--cleanup] [--scale-sessions N]\n',
   );
   process.exit(2);
 }

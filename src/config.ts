@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { OWNER_MODES, type OwnerMode } from './api/common.js';
+import { DURATION_PATTERN, parseDuration } from './api/duration.js';
 
 /**
  * The engine's configuration, parsed once from the environment. Every bad or missing value is
@@ -86,6 +87,12 @@ const envSchema = z.object({
   CTF_ENTRY_POD_SELECTOR: selector.optional(),
   CTF_EXTRA_FORBIDDEN_CIDRS: z.string().optional(),
   CTF_MAX_SESSIONS_PER_USER: int(1, 100).default(3),
+  CTF_MAX_INSTANCES: int(0, 1_000_000).default(0),
+  CTF_QUEUE_TIMEOUT: z
+    .string()
+    .regex(new RegExp(DURATION_PATTERN), 'must be a duration such as 10m, 90s or 1h30m')
+    .refine((v) => (parseDuration(v) ?? 0) >= 1000, 'must be at least 1s')
+    .default('10m'),
   CTF_INSTANCE_OWNER: z.enum(OWNER_MODES, 'must be user or team').default('user'),
   CTF_RECONCILE_CONCURRENCY: int(1, 256).default(16),
   CTF_RESYNC_SECONDS: int(1, 86_400).default(600),
@@ -140,6 +147,11 @@ export interface Config {
   maxSessionsPerUser: number;
   /** Who an instance belongs to when its Challenge does not say (spec.owner). */
   instanceOwner: OwnerMode;
+  /**
+   * The first-come queue: concurrent instances engine-wide (undefined: unlimited), and how long
+   * a session may wait for admission before it fails.
+   */
+  queue: { maxInstances: number | undefined; timeoutMs: number };
   reconcileConcurrency: number;
   resyncMs: number;
   /** Period of the pod-cache audit (0: off). */
@@ -229,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     extraForbiddenCidrs: e.CTF_EXTRA_FORBIDDEN_CIDRS ? e.CTF_EXTRA_FORBIDDEN_CIDRS.split(',').map((s) => s.trim()) : [],
     maxSessionsPerUser: e.CTF_MAX_SESSIONS_PER_USER,
     instanceOwner: e.CTF_INSTANCE_OWNER,
+    queue: { maxInstances: e.CTF_MAX_INSTANCES === 0 ? undefined : e.CTF_MAX_INSTANCES, timeoutMs: parseDuration(e.CTF_QUEUE_TIMEOUT) ?? 600_000 },
     reconcileConcurrency: e.CTF_RECONCILE_CONCURRENCY,
     resyncMs: e.CTF_RESYNC_SECONDS * 1000,
     auditMs: e.CTF_CACHE_AUDIT_SECONDS * 1000,

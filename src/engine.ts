@@ -67,6 +67,12 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     // Players' sessions only: unclaimed pool instances have a gauge of their own.
     for (const s of caches.allSessions()) if (!isUnclaimedPool(s)) yield { challenge: s.spec.challenge, phase: s.status?.phase ?? 'Pending' };
   });
+  metrics.setQueueSource(function* () {
+    for (const s of caches.allSessions()) {
+      if (s.status?.phase !== 'Queued' || s.metadata.deletionTimestamp) continue;
+      yield { reason: s.status.conditions?.find((c) => c.type === 'Ready')?.reason ?? 'Unknown' };
+    }
+  });
   log.info({ namespace: config.namespace, sessions: caches.sessions.list().length, challenges: caches.challenges.list().length }, 'Caches synced');
 
   const controller = new SessionController({
@@ -79,6 +85,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
     resyncMs: config.resyncMs,
     auditMs: config.auditMs,
     watch: config.watch,
+    queue: config.queue,
     gateway: config.gateway ? { gateway: { namespace: config.gateway.namespace, name: config.gateway.name }, httpListener: config.gateway.httpListener, tlsListener: config.gateway.tlsListener, authFilter: config.gateway.authFilter } : undefined,
     context: {
       flagKey,
@@ -169,6 +176,7 @@ export function sessionService(engine: Engine, log: Logger): KubeSessionService 
     metrics: engine.metrics,
     flagKey: engine.flagKey,
     maxSessionsPerUser: engine.config.maxSessionsPerUser,
+    maxInstances: engine.config.queue.maxInstances,
     instanceOwner: engine.config.instanceOwner,
     webhooks: engine.config.webhook !== undefined,
     publicHttp: { scheme: engine.config.publicAccess.httpScheme, port: engine.config.publicAccess.httpPort },

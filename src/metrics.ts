@@ -7,6 +7,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type SessionSource = () => Iterable<{ challenge: string; phase: string }>;
 /** Per challenge with a pool: its target size and its unclaimed instances, ready or starting. */
 export type PoolSource = () => Iterable<{ challenge: string; size: number; ready: number; starting: number }>;
+/** Queued sessions by reason (QueueReason), as a cache shows them. */
+export type QueueSource = () => Iterable<{ reason: string }>;
 
 export function createMetrics() {
   const registry = new Registry();
@@ -14,6 +16,7 @@ export function createMetrics() {
   // always exact and costs nothing between scrapes.
   let sessionSource: SessionSource | undefined;
   let poolSource: PoolSource | undefined;
+  let queueSource: QueueSource | undefined;
   collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
@@ -108,6 +111,30 @@ export function createMetrics() {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
       registers: r,
     }),
+    queued: new Gauge({
+      name: 'challenge_engine_sessions_queued',
+      help: 'Sessions waiting in the first-come queue, by reason (EngineCapacity, ChallengeCapacity, ClusterFull)',
+      labelNames: ['reason'],
+      registers: r,
+      collect() {
+        if (!queueSource) return;
+        const counts = new Map<string, number>();
+        for (const q of queueSource()) counts.set(q.reason, (counts.get(q.reason) ?? 0) + 1);
+        this.reset();
+        for (const [reason, n] of counts) this.set({ reason }, n);
+      },
+    }),
+    /** Where the queued gauge counts from (the informer cache). */
+    setQueueSource(source: QueueSource): void {
+      queueSource = source;
+    },
+    queueWait: new Histogram({
+      name: 'challenge_engine_queue_wait_seconds',
+      help: 'Time from the spawn request to admission (0 when capacity was free)',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
+      registers: r,
+    }),
+    queueTimeouts: new Counter({ name: 'challenge_engine_queue_timeouts_total', help: 'Sessions that waited longer than CTF_QUEUE_TIMEOUT and failed, by challenge', labelNames: ['challenge'], registers: r }),
     spawnToReady: new Histogram({
       name: 'challenge_engine_spawn_to_ready_seconds',
       help: 'Time from session creation to Running',

@@ -157,6 +157,8 @@ export const challengeSpecSchema = z
     pool: z.strictObject({ size: z.number().int().min(0).max(1000) }).optional(),
     /** Concurrent sessions of this challenge one user may hold. */
     maxSessionsPerUser: z.number().int().min(1).max(10).default(1),
+    /** Concurrent instances of this challenge engine-wide; further spawns queue. Absent: no cap. */
+    maxInstances: z.number().int().min(1).max(100_000).optional(),
     network: z
       .strictObject({ egress: z.array(egressRuleSchema).max(32).default([]) })
       .default({ egress: [] }),

@@ -36,3 +36,8 @@ export const ANNOTATION_CLAIMED_TEAM = `${GROUP}/claimed-team`;
 export const ANNOTATION_CLAIMED_OWNER = `${GROUP}/claimed-owner`;
 /** RFC 3339 instant with milliseconds: the lifetime (and the public host) count from it. */
 export const ANNOTATION_CLAIMED_AT = `${GROUP}/claimed-at`;
+/**
+ * When the player asked for the session, in milliseconds (RFC 3339 with a fraction): the
+ * first-come queue's order. creationTimestamp has whole seconds only.
+ */
+export const ANNOTATION_REQUESTED_AT = `${GROUP}/requested-at`;

@@ -12,7 +12,8 @@ import { conditionSchema, objectMeta, OWNER_MODES } from './common.js';
 export const SESSION_NAME_PATTERN = '^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$';
 export const USER_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$';
 
-export const PHASES = ['Pending', 'Provisioning', 'Running', 'Failed', 'Expired'] as const;
+/** Queued: waiting for capacity (src/reconcile/admission.ts); it has no Pods yet. */
+export const PHASES = ['Pending', 'Queued', 'Provisioning', 'Running', 'Failed', 'Expired'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const sessionSpecSchema = z.strictObject({
@@ -136,6 +137,11 @@ export const sessionStatusSchema = z.object({
   solved: z.boolean().optional(),
   solvedAt: z.string().optional(),
   /**
+   * When the controller let the session out of the queue (RFC 3339, milliseconds): from then on
+   * it counts as an instance for good, and its lifetime runs from here.
+   */
+  admittedAt: z.string().optional(),
+  /**
    * The Challenge runtime (containers, ports, flag, network, lifetime) this session was
    * provisioned from, so editing the Challenge never changes a running session. Parsed in full
    * by src/reconcile/runtime.ts.
@@ -150,7 +156,7 @@ export const sessionStatusSchema = z.object({
  * the other's, so neither can undo the other's write.
  */
 export const STATUS_WRITERS = {
-  controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'claimedAt', 'provisionedFrom'],
+  controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'claimedAt', 'provisionedFrom', 'admittedAt'],
   api: ['solved', 'solvedAt'],
 } as const satisfies Record<'controller' | 'api', readonly (keyof z.infer<typeof sessionStatusSchema>)[]>;
 

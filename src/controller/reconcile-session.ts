@@ -19,6 +19,8 @@ import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
 import { flagForSession } from '../flags/derive.js';
 import { OWNED_KINDS, type ChildCaches, type DesiredInput, type Owned, type OwnedCacheName } from './owned-kinds.js';
+import { admissionGate, type QueueSettings } from './admission-gate.js';
+import { isAdmittedRecord } from '../reconcile/admission.js';
 
 /**
  * One reconcile of one ChallengeSession: read the caches, decide with the pure functions in
@@ -41,6 +43,8 @@ export interface ReconcileContext {
   public: PublicAccess | undefined;
   /** The Gateway routes attach to, and whether the Gateway API is installed; undefined: none. */
   gateway: { options: GatewayOptions; available: boolean } | undefined;
+  /** The first-come queue (src/reconcile/admission.ts); undefined: every session is admitted. */
+  queue?: QueueSettings;
   now: () => Date;
 }
 
@@ -76,19 +80,23 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const eff = effectiveRuntime(session, challenge);
   // A warm pool instance's lifetime starts at its claim; until then it never expires.
   const unclaimed = isUnclaimedPool(session);
-  const expiresAt = unclaimed ? undefined : effectiveExpiry(session, eff?.runtime);
+  let expiresAt = unclaimed ? undefined : effectiveExpiry(session, eff?.runtime);
+  // A session waiting in the queue has not started its lifetime; its wait has its own timeout.
+  const waiting = ctx.queue?.tracker.isWaiting(session) ?? false;
 
-  if (expiresAt && expiresAt.getTime() <= now.getTime()) {
+  if (!waiting && expiresAt && expiresAt.getTime() <= now.getTime()) {
     return endSession(ctx, session, EventReason.Expired, `Session expired at ${expiresAt.toISOString()}`, 'expired');
   }
   if (!chal && provisionedFromOf(session)) {
     return endSession(ctx, session, EventReason.ChallengeDeleted, `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
-  const untilExpiry = expiresAt ? msUntil(expiresAt, now) : UNCLAIMED_RECHECK_MS;
-  const status = (extra: Partial<StatusInput>): StatusInput => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, public: ctx.public, ...extra });
+  let untilExpiry = expiresAt ? msUntil(expiresAt, now) : UNCLAIMED_RECHECK_MS;
+  let admittedAt: string | undefined;
+  const status = (extra: Partial<StatusInput>): StatusInput => ({ session, runtime: eff, now, expiresAt, clusterDomain: ctx.clusterDomain, public: ctx.public, admittedAt, ...extra });
   /** Reports a problem as the session's status and looks again after `retryMs` (or at expiry). */
   const fail = async (problem: Problem, retryMs?: number): Promise<ReconcileOutcome> => {
-    await writeStatus(ctx, session, computeStatus(status({ challengeProblem: problem })));
+    // Not admitted yet: no runtime snapshot, which would count the session as admitted.
+    await writeStatus(ctx, session, computeStatus(status({ challengeProblem: problem, ...(waiting && !admittedAt ? { runtime: undefined } : {}) })));
     return { requeueAfterMs: Math.min(untilExpiry, retryMs ?? untilExpiry) };
   };
 
@@ -102,6 +110,20 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   if (flag === undefined) {
     const ref = eff.runtime.flag.static?.secretRef;
     return fail({ reason: Reason.StaticFlagMissing, message: `Secret ${ref?.name} with key ${ref?.key} not found` }, 30_000);
+  }
+
+  // Admitted by the children of a pass cut short before its status: record it now.
+  // (A pass whose cache has not caught up with its own admission keeps the time decided then.)
+  if (ctx.queue && !waiting && !isAdmittedRecord(session)) admittedAt = ctx.queue.tracker.admittedAtOf(name) ?? now.toISOString();
+  if (waiting && ctx.queue) {
+    const gate = await admissionGate(ctx, ctx.queue, session, eff.runtime, expiresAt);
+    if (!gate.admitted) {
+      if (gate.queue) await writeStatus(ctx, session, computeStatus(status({ queue: gate.queue })));
+      if (gate.timedOut) ctx.metrics.queueTimeouts.inc({ challenge: session.spec.challenge });
+      return { requeueAfterMs: gate.timedOut ? untilExpiry : gate.retryMs };
+    }
+    ({ admittedAt, expiresAt } = gate);
+    untilExpiry = expiresAt ? msUntil(expiresAt, now) : UNCLAIMED_RECHECK_MS;
   }
 
   const routes = sessionRoutes(ctx, session, eff.runtime);

@@ -19,6 +19,7 @@ import { WorkQueue } from './workqueue.js';
 import { CacheAudit } from './cache-audit.js';
 import { getJson } from '../kube/raw.js';
 import { GATEWAY_GROUP, type GatewayOptions } from '../reconcile/routes.js';
+import { AdmissionTracker } from './admission-tracker.js';
 
 /**
  * Drives reconciles while this replica leads: watches the owned kinds, maps every event to the
@@ -44,7 +45,9 @@ export interface SessionControllerOptions {
   watch?: WatchSettings;
   /** The Gateway session routes attach to; undefined: no routes. */
   gateway?: GatewayOptions;
-  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'events' | 'log' | 'metrics' | 'gateway'>;
+  /** The first-come queue: CTF_MAX_INSTANCES (undefined: unlimited) and CTF_QUEUE_TIMEOUT. */
+  queue?: { maxInstances: number | undefined; timeoutMs: number };
+  context: Omit<ReconcileContext, 'caches' | 'children' | 'writer' | 'events' | 'log' | 'metrics' | 'gateway' | 'queue'>;
 }
 
 /** Whether the apiserver serves the Gateway API kinds the routes need. */
@@ -68,9 +71,11 @@ export class SessionController {
   private audit: NodeJS.Timeout | undefined;
   private running = false;
   private readonly events;
+  private readonly admission: AdmissionTracker;
 
   constructor(private readonly o: SessionControllerOptions) {
     this.events = createRecorder(o.writer, o.log);
+    this.admission = new AdmissionTracker({ caches: o.caches, maxInstances: o.queue?.maxInstances });
     const enqueueSession = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
     };
@@ -119,6 +124,11 @@ export class SessionController {
       OWNED_KINDS.filter((k) => !('requires' in k) || available).map((k) => {
         const inf = watchedInformer<Owned>(kube, log, metrics, this.o.watch ?? {}, { name: k.cache, path: k.path(ns), transform: k.trim, labelSelector: selector });
         for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, toSession);
+        if (k.cache === 'pods') {
+          inf.on('add', (p) => this.admission.observePod(p));
+          inf.on('update', (p) => this.admission.observePod(p));
+          inf.on('delete', (p) => this.admission.observePod(p, true));
+        }
         return [k.cache, inf];
       }),
     ) as Partial<Record<OwnedCacheName, Informer<Owned>>>;
@@ -144,6 +154,8 @@ export class SessionController {
         return s?.ok === true && isUnclaimedPool(s.value);
       },
     });
+    const queue = this.queue;
+    this.admission.start(children, (name) => queue.add(name));
     await this.ensureNamespaceBaseline().catch((err: unknown) => log.error({ err: classifyError(err).message }, 'Could not apply the baseline NetworkPolicy'));
     this.enqueueAll();
     this.resync = setInterval(() => this.enqueueAll(), this.o.resyncMs);
@@ -159,6 +171,7 @@ export class SessionController {
     if (this.resync) clearInterval(this.resync);
     if (this.audit) clearTimeout(this.audit);
     this.audit = undefined;
+    this.admission.stop();
     const q = this.queue;
     this.queue = undefined;
     await q?.shutdown();
@@ -229,7 +242,8 @@ export class SessionController {
     const end = this.o.metrics.reconcileTime.startTimer({ controller: CONTROLLER });
     try {
       const log = this.o.log.child({ controller: CONTROLLER, session: name, reconcileID: randomUUID() });
-      const out = await reconcileSession({ ...this.o.context, gateway: this.gateway, caches: this.o.caches, children, writer: this.o.writer, events: this.events, log, metrics: this.o.metrics }, name);
+      const queue = { tracker: this.admission, timeoutMs: this.o.queue?.timeoutMs ?? 600_000 };
+      const out = await reconcileSession({ ...this.o.context, gateway: this.gateway, queue, caches: this.o.caches, children, writer: this.o.writer, events: this.events, log, metrics: this.o.metrics }, name);
       this.o.metrics.reconcileTotal.inc({ controller: CONTROLLER, result: out.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
       return out;
     } catch (err) {

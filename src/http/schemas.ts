@@ -67,6 +67,16 @@ export const sessionViewSchema = z
     endpoints: z.array(endpointSchema.register(apiSchemas, { id: 'Endpoint' })),
     solved: z.boolean(),
     solvedAt: z.string().optional(),
+    queue: documented(
+      z
+        .object({
+          position: documented(z.number().int().min(1), 'Place in the first-come queue, 1 = next to start'),
+          ahead: documented(z.number().int().min(0), 'Sessions that start before this one'),
+          reason: documented(z.string(), 'Why it waits: EngineCapacity (CTF_MAX_INSTANCES), ChallengeCapacity (the challenge\'s maxInstances) or ClusterFull (a Pod cannot be scheduled)'),
+        })
+        .register(apiSchemas, { id: 'QueuePlace' }),
+      'Only while the session waits for capacity (phase Queued); it starts on its own when its turn comes',
+    ).optional(),
   })
   .register(apiSchemas, { id: 'Session', description: "One player's or one team's instance of one challenge" });
 

@@ -1,4 +1,4 @@
-import { ANNOTATION_EXPIRES_AT, API_VERSION, SESSION_KIND } from '../api/group.js';
+import { ANNOTATION_EXPIRES_AT, ANNOTATION_REQUESTED_AT, API_VERSION, SESSION_KIND } from '../api/group.js';
 import type { OwnerMode } from '../api/common.js';
 import type { SessionSpec } from '../api/session.js';
 import { sessionLabels } from './labels.js';
@@ -17,6 +17,8 @@ export interface SessionIntent {
   owner?: OwnerMode;
   /** The expires-at annotation: an RFC 3339 UTC time (see formatExpiry). */
   expiresAt: string;
+  /** When the player asked (ISO 8601 with milliseconds): the session's place in the queue. */
+  requestedAt?: string;
 }
 
 export interface SessionBody {
@@ -35,7 +37,7 @@ export function desiredSession(i: SessionIntent): SessionBody {
       name: i.name,
       ...(i.namespace ? { namespace: i.namespace } : {}),
       labels: sessionLabels({ metadata: { name: i.name }, spec }),
-      annotations: { [ANNOTATION_EXPIRES_AT]: i.expiresAt },
+      annotations: { [ANNOTATION_EXPIRES_AT]: i.expiresAt, ...(i.requestedAt ? { [ANNOTATION_REQUESTED_AT]: i.requestedAt } : {}) },
     },
     spec,
   };

@@ -6,14 +6,16 @@ import type { ChallengeRuntime } from './runtime.js';
 /**
  * Expiry arithmetic. The expires-at annotation is the only source of truth: the API writes it on
  * creation and on extension, the controller deletes the session once it has passed. Lifetimes
- * are capped from the creation timestamp, which the apiserver sets and nobody can change, or for
- * a claimed pool instance from its claim (the claimed-at annotation, written once with the claim).
+ * are capped from the start of the lifetime: a claimed pool instance's claim (the claimed-at
+ * annotation, written once with the claim), else the admission (status.admittedAt, which the
+ * controller writes once), else the creation timestamp, which the apiserver sets and nobody can
+ * change. A session that waited in the queue gets its annotation written again when admitted.
  */
 
 /** Used when neither an annotation nor a runtime gives a lifetime: the schema's default. */
 export const FALLBACK_LIFETIME_MS = 3_600_000;
 
-type SessionTimes = Pick<ChallengeSession, 'metadata'>;
+type SessionTimes = Pick<ChallengeSession, 'metadata'> & { status?: { admittedAt?: string } };
 type Lifetime = Pick<ChallengeRuntime, 'lifetime'>;
 
 const RFC3339_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$/;
@@ -92,11 +94,12 @@ export function msUntil(date: Date, now: Date): number {
   return Math.max(0, date.getTime() - now.getTime());
 }
 
-/** When the session's lifetime started: its claim for a claimed pool instance, else its creation. */
+/** When the session's lifetime started: its claim for a claimed pool instance, else its admission, else its creation. */
 export function startOf(session: SessionTimes, now: Date | undefined): Date {
   const claimed = session.metadata.annotations?.[ANNOTATION_CLAIMED_AT];
   const claimedAt = claimed === undefined ? undefined : parseTimestamp(claimed);
-  const start = claimedAt ?? creationTime(session) ?? now;
+  const admitted = session.status?.admittedAt;
+  const start = claimedAt ?? (admitted === undefined ? undefined : parseTimestamp(admitted)) ?? creationTime(session) ?? now;
   if (!start) throw new Error(`session ${session.metadata.name} has no creationTimestamp and no time was given`);
   return start;
 }

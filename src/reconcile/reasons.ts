@@ -23,6 +23,11 @@ export const Reason = {
   EgressRestricted: 'EgressRestricted',
   Ready: 'Ready',
   Expired: 'Expired',
+  /**
+   * The session waited in the queue longer than CTF_QUEUE_TIMEOUT and was never admitted. While
+   * it waits, its reason is one of QueueReason (src/reconcile/admission.ts).
+   */
+  QueueTimeout: 'QueueTimeout',
   /** Routes for every exposed port are attached to the configured Gateway. */
   Routed: 'Routed',
   /** A warm pool instance no spawn has claimed: deliberately unreachable. */

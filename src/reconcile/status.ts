@@ -32,6 +32,14 @@ export interface StatusInput {
   /** Undefined for an unclaimed pool instance: it never expires. */
   expiresAt: Date | undefined;
   droppedCidrs?: string[];
+  /**
+   * Not admitted (src/reconcile/admission.ts): Queued, or Failed when the queue timed out. Such
+   * a session has no children and records no runtime snapshot (it takes the Challenge as it is
+   * when admitted).
+   */
+  queue?: { phase: 'Queued' | 'Failed'; reason: string; message: string };
+  /** Set on the pass that admits the session; kept from the previous status afterwards. */
+  admittedAt?: string;
 }
 
 export interface PublicAccess {
@@ -89,16 +97,19 @@ export function computeStatus(input: StatusInput): DesiredSessionStatus {
     claimedAt: claimedAt(session),
     solved: previous?.solved,
     solvedAt: previous?.solvedAt,
-    provisionedFrom: runtime ? { generation: runtime.generation, runtime: runtime.runtime } : undefined,
+    provisionedFrom: runtime && !input.queue ? { generation: runtime.generation, runtime: runtime.runtime } : undefined,
+    admittedAt: previous?.admittedAt ?? (input.queue ? undefined : input.admittedAt),
   });
 }
 
 /**
- * The phase, by precedence: an expired session is Expired whatever else holds; then a known
+ * The phase, by precedence: a session not admitted is Queued (or Failed once its wait timed
+ * out), its expiry not started; an expired session is Expired whatever else holds; then a known
  * problem fails it; without a runtime it is Pending; without a Pod or Service it is Provisioning;
  * otherwise the Pod decides.
  */
 function assess(input: StatusInput): Verdict {
+  if (input.queue) return input.queue;
   if (input.expiresAt && input.now.getTime() >= input.expiresAt.getTime()) {
     return { phase: 'Expired', reason: Reason.Expired, message: `session expired at ${formatTimestamp(input.expiresAt)}` };
   }

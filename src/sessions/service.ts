@@ -16,6 +16,7 @@ import { isPoolName } from '../reconcile/pool.js';
 import { SessionWaits } from './read-your-writes.js';
 import { spawnSession } from './spawn.js';
 import { catalogueEntries, hasSettled, sessionView } from './views.js';
+import { QueuePositions } from './queue.js';
 import type { AccessDecision, AccessRequest, Caller, CatalogueEntry, FlagResult, FlagTarget, SessionService, SessionView } from './types.js';
 import { accessKey } from '../access/tokens.js';
 import { authorize, openLink, type AccessOptions } from './access.js';
@@ -44,12 +45,15 @@ export interface ServiceOptions {
   publicHttp?: { scheme: 'http' | 'https'; port: number };
   /** Record every solve in the webhook outbox (CTF_WEBHOOK_URL set). */
   webhooks?: boolean;
+  /** CTF_MAX_INSTANCES, for queue positions; undefined: unlimited. */
+  maxInstances?: number;
 }
 
 export class KubeSessionService implements SessionService {
   private readonly d: PlayerDeps;
   private readonly flags: FlagIndex;
   private readonly access: AccessOptions;
+  private readonly queue: QueuePositions;
   private apiserverOkUntil = 0;
 
   constructor(private readonly o: ServiceOptions) {
@@ -69,6 +73,7 @@ export class KubeSessionService implements SessionService {
       now: o.now ?? (() => new Date()),
     };
     this.flags = new FlagIndex(o.caches, o.flagKey);
+    this.queue = new QueuePositions(o.caches, o.maxInstances);
     const pub = o.publicHttp ?? { scheme: 'https', port: 443 };
     const usual = pub.scheme === 'https' ? 443 : 80;
     this.access = { key: accessKey(o.flagKey), secure: pub.scheme === 'https', origin: (host) => `${pub.scheme}://${host}${pub.port === usual ? '' : `:${pub.port}`}` };
@@ -79,7 +84,7 @@ export class KubeSessionService implements SessionService {
   }
 
   view(s: ChallengeSession): SessionView {
-    return sessionView(s, challengeOf(this.d, s.spec.challenge), this.d.now());
+    return sessionView(s, challengeOf(this.d, s.spec.challenge), this.d.now(), this.queue.place(s));
   }
 
   async spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }> {

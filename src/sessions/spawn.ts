@@ -83,11 +83,12 @@ async function spawnFor(d: PlayerDeps, maxSessionsPerOwner: number, caller: Call
   }
 
   const ns = d.caches.namespace;
-  const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, d.now()));
+  const requested = d.now();
+  const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, requested));
   const taken = (slot: number) => d.caches.session(slotName(owner, slot)) !== undefined;
   for (const slot of slotsToTry(challengeName, Math.max(0, maxSessionsPerOwner - claimedCount), taken)) {
     const name = slotName(owner, slot);
-    const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, owner: owner.mode, expiresAt });
+    const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, owner: owner.mode, expiresAt, requestedAt: requested.toISOString() });
     try {
       const session = sessionSchema.parse(await d.writer.createSession(ns, body));
       d.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user), ...(owner.mode === 'team' ? { teamHash: teamHash(owner.team) } : {}) }, 'Created ChallengeSession');

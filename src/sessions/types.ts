@@ -43,6 +43,8 @@ export interface SessionView {
   endpoints: Endpoint[];
   solved: boolean;
   solvedAt?: string;
+  /** Only while the session waits for capacity (phase Queued): its place in the first-come queue. */
+  queue?: { position: number; ahead: number; reason: string };
 }
 
 /** One request to an instance host, as the gateway's forward-auth call describes it. */

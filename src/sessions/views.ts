@@ -36,14 +36,15 @@ export function hasSettled(view: Pick<SessionView, 'phase'>): boolean {
   return view.phase === 'Running' || view.phase === 'Failed' || view.phase === 'Expired';
 }
 
-export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date): SessionView {
+/** `queue`: the session's place in the queue while it waits (QueuePositions.place). */
+export function sessionView(s: ChallengeSession, challenge: Challenge | undefined, now: Date, queue?: SessionView['queue']): SessionView {
   const ready = s.status?.conditions?.find((c) => c.type === 'Ready');
   const claim = claimedAt(s);
   const view: SessionView = {
     id: s.metadata.name,
     challenge: s.spec.challenge,
     ...playerFields(s),
-    phase: s.status?.phase ?? 'Pending',
+    phase: queue ? 'Queued' : (s.status?.phase ?? 'Pending'),
     ready: s.status?.phase === 'Running',
     reason: ready?.reason,
     message: ready?.message,
@@ -53,6 +54,7 @@ export function sessionView(s: ChallengeSession, challenge: Challenge | undefine
     endpoints: s.status?.endpoints ?? [],
     solved: s.status?.solved ?? false,
     solvedAt: s.status?.solvedAt,
+    ...(queue ? { queue } : {}),
   };
   // A just-claimed pool instance runs already, but its ingress, routes and public hosts are the
   // controller's to publish: until its status reflects the claim, it is still starting.

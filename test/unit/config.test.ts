@@ -66,6 +66,17 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...base, CTF_PUBLIC_HTTP_SCHEME: 'ftp' })).toThrow(/CTF_PUBLIC_HTTP_SCHEME/);
   });
 
+  it('caps instances with CTF_MAX_INSTANCES (0 or unset: unlimited) and times the queue out', () => {
+    expect(loadConfig(base).queue).toEqual({ maxInstances: undefined, timeoutMs: 600_000 });
+    expect(loadConfig({ ...base, CTF_MAX_INSTANCES: '0' }).queue.maxInstances).toBeUndefined();
+    expect(loadConfig({ ...base, CTF_MAX_INSTANCES: '40', CTF_QUEUE_TIMEOUT: '1h30m' }).queue).toEqual({ maxInstances: 40, timeoutMs: 5_400_000 });
+    expect(() => loadConfig({ ...base, CTF_MAX_INSTANCES: '-1' })).toThrow(/CTF_MAX_INSTANCES/);
+    expect(() => loadConfig({ ...base, CTF_MAX_INSTANCES: 'many' })).toThrow(/CTF_MAX_INSTANCES/);
+    expect(() => loadConfig({ ...base, CTF_MAX_INSTANCES: '2.5' })).toThrow(/CTF_MAX_INSTANCES/);
+    expect(() => loadConfig({ ...base, CTF_QUEUE_TIMEOUT: '10 minutes' })).toThrow(/CTF_QUEUE_TIMEOUT: must be a duration such as 10m/);
+    expect(() => loadConfig({ ...base, CTF_QUEUE_TIMEOUT: '0s' })).toThrow(/CTF_QUEUE_TIMEOUT: must be at least 1s/);
+  });
+
   it('reports every bad value at once', () => {
     expect(() => loadConfig({ PORT: 'x', CTF_NAMESPACE: 'A B' })).toThrow(/PORT[\s\S]*CTF_NAMESPACE[\s\S]*CTF_FLAG_SECRET/);
   });

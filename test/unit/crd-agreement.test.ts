@@ -156,7 +156,7 @@ describe('CRD manifests', () => {
 
   it.each([
     [CHALLENGE_KIND, ['Title', 'Category', 'Points', 'Age']],
-    [SESSION_KIND, ['User', 'Claimed-By', 'Challenge', 'Phase', 'Expires', 'Age']],
+    [SESSION_KIND, ['User', 'Claimed-By', 'Challenge', 'Phase', 'Admitted', 'Expires', 'Age']],
   ])('%s printer columns point at fields that exist', (kind, names) => {
     const columns = crdFor(kind).spec.versions[0]?.additionalPrinterColumns ?? [];
     expect(columns.map((c) => c.name)).toEqual(names);

@@ -1,9 +1,9 @@
-import type { Problem } from './logic.js';
+import type { Problem, QueuePlace } from './logic.js';
 
 /** The player API, same origin as the page; every call carries the player's token. */
 
 export interface Endpoint { name: string; protocol: 'http' | 'tcp'; host: string; port: number; externalHost?: string; url?: string; connect?: string }
-export interface Session { id: string; challenge: string; user: string; team?: string; phase: string; ready: boolean; reason?: string; message?: string; createdAt: string; expiresAt: string; endpoints: Endpoint[]; solved: boolean }
+export interface Session { id: string; challenge: string; user: string; team?: string; phase: string; ready: boolean; reason?: string; message?: string; createdAt: string; expiresAt: string; endpoints: Endpoint[]; solved: boolean; queue?: QueuePlace }
 export interface Challenge { name: string; title: string; description: string; category: string; points: number; tags?: string[]; protocols: string[]; lifetimeSeconds: number; maxLifetimeSeconds: number; owner?: 'user' | 'team' }
 export interface PageConfig { scoreboardUrl?: string }
 

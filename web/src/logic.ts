@@ -127,3 +127,23 @@ export function byCategory<T extends Catalogued>(challenges: T[]): { category: s
   for (const c of challenges) groups.set(c.category, [...(groups.get(c.category) ?? []), c]);
   return [...groups].map(([category, list]) => ({ category, challenges: list }));
 }
+
+/** A waiting session's place, as the API gives it (Session.queue). */
+export interface QueuePlace {
+  position: number;
+  ahead: number;
+  reason: string;
+}
+
+const QUEUE_WHY: Record<string, string> = {
+  EngineCapacity: 'all instances are in use',
+  ChallengeCapacity: 'all instances of this challenge are in use',
+  ClusterFull: 'the cluster is full',
+};
+
+/** What the page says of an instance waiting for capacity: "Queued: position 3 (...)". */
+export function queueText(queue: QueuePlace | undefined): string {
+  if (!queue) return 'Queued: starting soon';
+  const why = QUEUE_WHY[queue.reason];
+  return `Queued: position ${queue.position}${why ? ` (${why}; it starts on its own)` : ''}`;
+}

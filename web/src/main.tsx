@@ -1,7 +1,7 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, pageConfig, type Challenge, type PageConfig, type Session } from './api.js';
-import { byCategory, countdown, explain, extendBlocked, parseConnect, tcpCommands, tokenFromFragment, tokenInfo, type TokenInfo } from './logic.js';
+import { byCategory, countdown, explain, extendBlocked, parseConnect, queueText, tcpCommands, tokenFromFragment, tokenInfo, type TokenInfo } from './logic.js';
 
 /*
  * The player page: sign-in by a token in the address's fragment (kept in session storage, removed
@@ -143,8 +143,9 @@ function ChallengeCard({ api, challenge, session, now, onSession, onGone }: Card
     act('Starting', async () => {
       let s = await api.start(challenge.name);
       onSession(s);
-      // Long polls until the instance is ready or failed (each answer at most 20 s apart).
-      for (let i = 0; i < 15 && !SETTLED.has(s.phase); i++) {
+      // Long polls until the instance is ready or failed (each answer at most 20 s apart), and
+      // for as long as it waits in the queue.
+      for (let i = 0; (i < 15 || s.phase === 'Queued') && !SETTLED.has(s.phase); i++) {
         s = await api.waitSession(s.id, 20);
         onSession(s);
       }
@@ -214,13 +215,17 @@ function Instance({ api, challenge, session, now, busy, act, open, onSession, on
   return (
     <div class="instance">
       <p class="state">
-        {session.ready ? 'Ready' : session.phase === 'Failed' ? `Failed: ${session.message ?? 'the instance could not start'}` : `Starting (${session.phase})`}
+        {session.ready ? 'Ready' : session.phase === 'Failed' ? `Failed: ${session.message ?? 'the instance could not start'}` : session.phase === 'Queued' ? queueText(session.queue) : `Starting (${session.phase})`}
         {session.solved ? ' · solved' : ''}
-        {' · '}
-        <span role="timer" aria-label="Time left">
-          {countdown(session.expiresAt, now)}
-        </span>{' '}
-        left
+        {session.phase === 'Queued' ? null : (
+          <span>
+            {' · '}
+            <span role="timer" aria-label="Time left">
+              {countdown(session.expiresAt, now)}
+            </span>{' '}
+            left
+          </span>
+        )}
       </p>
       {session.ready
         ? session.endpoints.map((e) =>
@@ -234,7 +239,7 @@ function Instance({ api, challenge, session, now, busy, act, open, onSession, on
           )
         : null}
       <div class="controls">
-        <button type="button" disabled={busy !== undefined || blocked !== undefined} aria-describedby={blocked ? `${flagId}-max` : undefined} onClick={() => void act('Extending', async () => onSession(await api.extend(session.id)))}>
+        <button type="button" disabled={busy !== undefined || blocked !== undefined || session.phase === 'Queued'} aria-describedby={blocked ? `${flagId}-max` : undefined} onClick={() => void act('Extending', async () => onSession(await api.extend(session.id)))}>
           Extend
         </button>
         {blocked ? <span id={`${flagId}-max`} class="note">{blocked}</span> : null}

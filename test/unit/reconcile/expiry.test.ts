@@ -99,6 +99,16 @@ describe('extendedExpiry', () => {
   });
 });
 
+describe('lifetime of a session that waited in the queue', () => {
+  it('caps extensions from the admission, not from the creation', () => {
+    // Created 10:00, admitted 10:40 after queueing; its annotation was written again at admission.
+    const queued = session({ expiresAt: '2030-01-01T13:30:00Z', status: { admittedAt: '2030-01-01T10:40:00.500Z' } });
+    expect(extendedExpiry(queued, runtime, at('2030-01-01T13:00:00Z'))).toEqual({ at: at('2030-01-01T13:40:00.500Z') });
+    const notQueued = session({ expiresAt: '2030-01-01T12:50:00Z' });
+    expect(extendedExpiry(notQueued, runtime, at('2030-01-01T12:00:00Z'))).toEqual({ at: at('2030-01-01T13:00:00Z') });
+  });
+});
+
 describe('initialExpiry, formatExpiry and msUntil', () => {
   it('starts from now, dropping fractions of a second', () => {
     expect(initialExpiry(runtime, at('2030-01-01T10:00:00.999Z'))).toEqual(at('2030-01-01T11:00:00Z'));

@@ -93,7 +93,7 @@ describe('spawnSession arbitration', () => {
       {
         verb: 'create',
         target: `ChallengeSession ${sessionName(ALICE.user, first)}`,
-        body: desiredSession({ name: sessionName(ALICE.user, first), namespace: NAMESPACE, challenge: 'web-notes', user: ALICE.user, expiresAt: formatExpiry(initialExpiry(webChallenge().spec, NOW)) }),
+        body: desiredSession({ name: sessionName(ALICE.user, first), namespace: NAMESPACE, challenge: 'web-notes', user: ALICE.user, expiresAt: formatExpiry(initialExpiry(webChallenge().spec, NOW)), requestedAt: NOW.toISOString() }),
       },
     ]);
   });

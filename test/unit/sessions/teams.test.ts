@@ -26,7 +26,7 @@ describe('spawning a team-owned instance', () => {
     const name = redSlot('web-notes', 0);
     expect(name).toMatch(/^t-[0-9a-f]{16}-[0-9]$/);
     expect(out).toMatchObject({ created: true, session: { id: name, user: RED_A.user, team: 'red', owner: 'team' } });
-    const body = desiredSession({ name, namespace: NAMESPACE, challenge: 'web-notes', user: RED_A.user, team: 'red', owner: 'team', expiresAt: formatExpiry(initialExpiry(webChallenge().spec, NOW)) });
+    const body = desiredSession({ name, namespace: NAMESPACE, challenge: 'web-notes', user: RED_A.user, team: 'red', owner: 'team', expiresAt: formatExpiry(initialExpiry(webChallenge().spec, NOW)), requestedAt: NOW.toISOString() });
     expect(h.writer.writes).toEqual([{ verb: 'create', target: `ChallengeSession ${name}`, body }]);
     expect(body.spec).toEqual({ challenge: 'web-notes', user: RED_A.user, team: 'red', owner: 'team' });
     expect(body.metadata.labels).toMatchObject({ [LABEL_TEAM_HASH]: teamHash('red'), [LABEL_USER_HASH]: userHash(RED_A.user) });

@@ -49,7 +49,7 @@ async function timed<T>(p: Promise<T>): Promise<{ ms: number; value: T }> {
 const later = (ms: number, f: () => void) => setTimeout(f, ms);
 
 describe('hasSettled', () => {
-  const expected: Record<Phase, boolean> = { Pending: false, Provisioning: false, Running: true, Failed: true, Expired: true };
+  const expected: Record<Phase, boolean> = { Pending: false, Queued: false, Provisioning: false, Running: true, Failed: true, Expired: true };
   it.each(PHASES.map((p) => [p, expected[p]] as const))('%s -> %s', (phase, settled) => {
     expect(hasSettled({ phase })).toBe(settled);
   });

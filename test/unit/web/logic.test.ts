@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { byCategory, countdown, explain, extendBlocked, parseConnect, tcpCommands, tokenFromFragment, tokenInfo } from '../../../web/src/logic.js';
+import { byCategory, countdown, explain, extendBlocked, parseConnect, queueText, tcpCommands, tokenFromFragment, tokenInfo } from '../../../web/src/logic.js';
 
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 describe('the player page logic', () => {
+  it('says where a waiting instance stands in the queue, and why', () => {
+    expect(queueText({ position: 3, ahead: 2, reason: 'EngineCapacity' })).toBe('Queued: position 3 (all instances are in use; it starts on its own)');
+    expect(queueText({ position: 1, ahead: 0, reason: 'ClusterFull' })).toBe('Queued: position 1 (the cluster is full; it starts on its own)');
+    expect(queueText({ position: 2, ahead: 1, reason: 'Other' })).toBe('Queued: position 2');
+    expect(queueText(undefined)).toBe('Queued: starting soon');
+  });
+
   it('counts down in minutes and seconds, hours when long, and says expired at the end', () => {
     const now = Date.parse('2026-12-01T10:00:00Z');
     expect(countdown('2026-12-01T10:12:05Z', now)).toBe('12:05');
