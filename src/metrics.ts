@@ -80,7 +80,6 @@ export function createMetrics() {
     solves: new Counter({ name: 'challenge_engine_solves_total', help: 'Sessions recorded as solved (one status write each), by challenge', labelNames: ['challenge'], registers: r }),
     webhookDeliveries: new Counter({ name: 'challenge_engine_webhook_deliveries_total', help: 'Solve webhook delivery attempts by result (delivered, failed)', labelNames: ['result'], registers: r }),
     webhookPending: new Gauge({ name: 'challenge_engine_webhook_pending', help: 'Solve webhook events recorded in the outbox and not delivered yet (seen by the leader)', registers: r }),
-    eventsDropped: new Counter({ name: 'challenge_engine_events_dropped_total', help: 'Events not recorded because too many were waiting to be written, by reason', labelNames: ['reason'], registers: r }),
     flagSharing: new Counter({ name: 'challenge_engine_flag_sharing_suspected_total', help: 'Flags of a session submitted by someone who does not own it (another user, or a member of another team)', registers: r }),
     extensions: new Counter({ name: 'challenge_engine_session_extensions_total', help: 'Session extensions by result', labelNames: ['result'], registers: r }),
     httpDuration: new Histogram({

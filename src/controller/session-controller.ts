@@ -69,7 +69,7 @@ export class SessionController {
   private readonly events;
 
   constructor(private readonly o: SessionControllerOptions) {
-    this.events = createRecorder(o.writer, o.log, { onDropped: (reason) => o.metrics.eventsDropped.inc({ reason }) });
+    this.events = createRecorder(o.writer, o.log);
     const enqueueSession = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
     };

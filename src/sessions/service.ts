@@ -56,7 +56,7 @@ export class KubeSessionService implements SessionService {
       live: o.live ?? liveReads(o.kube, o.caches.namespace),
       caches: o.caches,
       writer: o.writer,
-      events: createRecorder(o.writer, o.log, { onDropped: (reason) => o.metrics.eventsDropped.inc({ reason }) }),
+      events: createRecorder(o.writer, o.log),
       waits: new SessionWaits(o.caches),
       log: o.log,
       metrics: o.metrics,
