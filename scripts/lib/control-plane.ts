@@ -198,7 +198,8 @@ export async function startCluster(dir: string, binDir: string, progress: Progre
       '--authorization-mode=RBAC',
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=false',
-      '--profiling=false',
+      // CTF_APISERVER_PROFILING=1 serves /debug/pprof (admin only), to see what bounds a benchmark.
+      `--profiling=${process.env.CTF_APISERVER_PROFILING === '1'}`,
     ]);
     await save();
     await waitFor('kube-apiserver /readyz', 90_000, async () => (await apiGet(server, '/readyz', tls)).status === 200, dir);

@@ -1,4 +1,5 @@
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { ANNOTATION_SPEC_HASH, LABEL_SESSION } from '../api/group.js';
 import type { ChallengeSession } from '../api/session.js';
 import type { Cache } from '../read-model/store.js';
 import type { EffectiveRuntime } from '../reconcile/runtime.js';
@@ -61,9 +62,55 @@ export interface OwnedKind {
   requires?: 'gateway-api';
 }
 
+/**
+ * Keeps what the controller reads of a child's metadata: its key and resourceVersion (the cache,
+ * relists, the cache audit), the session label (events map back to their session), the spec hash,
+ * the controller reference (ownership) and the deletion mark. The rest (other labels and
+ * annotations, timestamps, other owner references) was most of what 40,000 cached children
+ * cost at 10,000 sessions.
+ */
+function essentialMetadata(meta: Owned['metadata']): NonNullable<Owned['metadata']> {
+  if (!meta) return {};
+  const out: NonNullable<Owned['metadata']> = { name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion };
+  const session = meta.labels?.[LABEL_SESSION];
+  if (session !== undefined) out.labels = { [LABEL_SESSION]: session };
+  const hash = meta.annotations?.[ANNOTATION_SPEC_HASH];
+  if (hash !== undefined) out.annotations = { [ANNOTATION_SPEC_HASH]: hash };
+  const controller = meta.ownerReferences?.find((r) => r.controller);
+  if (controller) out.ownerReferences = [controller];
+  if (meta.deletionTimestamp !== undefined) out.deletionTimestamp = meta.deletionTimestamp;
+  return out;
+}
+
 /** Keeps what identifies an object and nothing of its content. */
 function metadataOnly(obj: Owned): Owned {
-  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata };
+  return { metadata: essentialMetadata(obj.metadata) };
+}
+
+/** The Pod conditions podVerdict reads. */
+const POD_CONDITIONS = new Set(['PodScheduled', 'Ready']);
+
+/**
+ * What podVerdict reads of a Pod: its phase and reason, the PodScheduled and Ready conditions,
+ * and the containers that are waiting (with the kubelet's reason); no spec, addresses, images,
+ * timestamps, or containers that are running.
+ */
+function podEssentials(pod: Owned): Owned {
+  const status = (pod as V1Pod).status;
+  const waiting = (list: V1ContainerStatus[] | undefined) =>
+    list?.flatMap((c) => {
+      const w = c.state?.waiting;
+      return w ? [{ name: c.name, state: { waiting: { reason: w.reason, message: w.message } } }] : [];
+    });
+  const slim = status && {
+    phase: status.phase,
+    reason: status.reason,
+    message: status.message,
+    conditions: status.conditions?.filter((c) => POD_CONDITIONS.has(c.type)).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+    containerStatuses: waiting(status.containerStatuses),
+    initContainerStatuses: waiting(status.initContainerStatuses),
+  };
+  return { metadata: essentialMetadata(pod.metadata), ...(slim ? { status: slim } : {}) };
 }
 
 const core = (plural: string) => (ns: string) => `/api/v1/namespaces/${ns}/${plural}`;
@@ -99,10 +146,7 @@ export const OWNED_KINDS = [
     kind: 'Pod',
     path: core('pods'),
     // Status is judged from metadata and status alone; the spec is most of a Pod.
-    trim: (pod) => {
-      delete (pod as { spec?: unknown }).spec;
-      return pod;
-    },
+    trim: podEssentials,
     mode: 'create',
     childName: (s) => childNames(s).pod,
     desired: (d) => [desiredPod(d.session, d.runtime, d.pod)],

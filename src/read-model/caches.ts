@@ -7,6 +7,7 @@ import { challengeSchema, type Challenge } from '../api/challenge.js';
 import { isUnclaimedPool, sessionOwner, sessionSchema, type ChallengeSession } from '../api/session.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectMetaLike, WatchedCache } from './store.js';
+import { SharedSnapshots } from './shared-snapshots.js';
 
 /**
  * The read model every replica keeps: informer caches of Challenges and ChallengeSessions in the
@@ -85,7 +86,7 @@ export class Caches {
   ) {
     this.confirmLossMs = opts.confirmLossMs ?? 10_000;
     const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}`;
-    const mk = (plural: string, schema: Schema<unknown>) =>
+    const mk = (plural: string, schema: Schema<unknown>, share?: (value: Raw) => void) =>
       source({
         name: plural,
         path: `${base}/${plural}`,
@@ -93,11 +94,13 @@ export class Caches {
           const p = this.parse(raw, schema);
           if (!p.ok) return raw;
           const value = p.value as Raw;
+          share?.(value);
           this.parsed.set(value, p);
           return value;
         },
       });
-    this.sessions = mk(SESSION_PLURAL, sessionSchema);
+    const snapshots = new SharedSnapshots();
+    this.sessions = mk(SESSION_PLURAL, sessionSchema, (s) => snapshots.share(s));
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
     // A session's spec is immutable; a pool instance's owner moves once, when it is claimed.
     const str = (v: unknown) => (typeof v === 'string' ? v : undefined);

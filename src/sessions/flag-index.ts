@@ -1,7 +1,7 @@
 import type { ChallengeSession } from '../api/session.js';
 import type { Caches } from '../read-model/caches.js';
 import type { LiveReads } from '../kube/live-reads.js';
-import { effectiveRuntime } from '../reconcile/runtime.js';
+import { effectiveRuntime, type ChallengeRuntime } from '../reconcile/runtime.js';
 import { flagForSession } from '../flags/derive.js';
 
 /**
@@ -12,6 +12,12 @@ import { flagForSession } from '../flags/derive.js';
  */
 export class FlagIndex {
   private readonly byChallenge = new Map<string, Map<string, string>>();
+  /**
+   * Each cached session object's dynamic flag, derived once: an HMAC per check was most of what a
+   * flag check cost beyond HTTP. Keyed weakly by the cached object, which the cache replaces on
+   * every change, so an entry never outlives the version it was derived from.
+   */
+  private readonly derived = new WeakMap<ChallengeSession, { format: string; length: number; flag: string | undefined }>();
   private readonly stale = new Set<string>();
   private readonly statics = new Map<string, { value: string | undefined; until: number }>();
 
@@ -43,6 +49,17 @@ export class FlagIndex {
     return p?.ok ? p.value : undefined;
   }
 
+  /** The session's dynamic flag under `runtime` (undefined for a static flag), as flagForSession. */
+  dynamicFlag(session: ChallengeSession, runtime: Pick<ChallengeRuntime, 'flag'>): string | undefined {
+    const policy = runtime.flag.dynamic;
+    if (!policy) return undefined;
+    const hit = this.derived.get(session);
+    if (hit && hit.format === policy.format && hit.length === policy.length) return hit.flag;
+    const flag = flagForSession(this.key, session, runtime);
+    this.derived.set(session, { format: policy.format, length: policy.length, flag });
+    return flag;
+  }
+
   private build(challenge: string): Map<string, string> {
     const index = new Map<string, string>();
     const c = this.caches.challenge(challenge);
@@ -50,7 +67,7 @@ export class FlagIndex {
     for (const s of this.caches.sessionsOfChallenge(challenge)) {
       if (!s.metadata.uid) continue;
       const runtime = effectiveRuntime(s, chal)?.runtime;
-      const flag = runtime && flagForSession(this.key, s, runtime);
+      const flag = runtime && this.dynamicFlag(s, runtime);
       if (flag) index.set(flag, s.metadata.name);
     }
     return index;

@@ -5,7 +5,7 @@ import { effectiveRuntime } from '../reconcile/runtime.js';
 import { formatTimestamp } from '../reconcile/expiry.js';
 import { teamHash, userHash } from '../reconcile/names.js';
 import { EventReason } from '../reconcile/reasons.js';
-import { flagForSession, verifyFlag } from '../flags/derive.js';
+import { verifyFlag } from '../flags/derive.js';
 import { challengeOf, ownSessions, visibleSession, type PlayerDeps } from './deps.js';
 import type { FlagIndex } from './flag-index.js';
 import { ownerModeOf, owns, spawnOwner } from './owner.js';
@@ -67,7 +67,7 @@ function sharingMessage(caller: Caller, own: ChallengeSession | undefined, flagS
 async function isSessionFlag(d: PlayerDeps, flags: FlagIndex, s: ChallengeSession, flag: string): Promise<boolean> {
   const eff = effectiveRuntime(s, challengeOf(d, s.spec.challenge));
   if (!eff || !s.metadata.uid) return false;
-  if (eff.runtime.flag.dynamic) return verifyFlag(flagForSession(d.flagKey, s, eff.runtime) ?? '', flag);
+  if (eff.runtime.flag.dynamic) return verifyFlag(flags.dynamicFlag(s, eff.runtime) ?? '', flag);
   const ref = eff.runtime.flag.static?.secretRef;
   if (!ref) return false;
   const expected = await flags.staticFlag(d.live, ref.name, ref.key);
