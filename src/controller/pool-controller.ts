@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Challenge } from '../api/challenge.js';
+import { ANNOTATION_CLAIMED_AT } from '../api/group.js';
 import { classifyError } from '../kube/errors.js';
 import type { Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
@@ -31,6 +32,8 @@ const DEFAULT_MAX_CREATE = 10;
  * ms, so that after a burst of claims they do not take the apiserver from the players' spawns.
  */
 const REFILL_PACE_MS = 500;
+/** A refill starts once a challenge has had no claim for this long (claims come in bursts). */
+const REFILL_QUIET_MS = 1_000;
 
 /** How long a created instance counts as pending while the cache does not show it. */
 const EXPECTATION_MS = 30_000;
@@ -44,6 +47,8 @@ export class PoolController {
    * deleted by the next pass, and a restart starts from the cluster alone.
    */
   private readonly pending = new Map<string, Map<string, number>>();
+  /** When each challenge's last claim was seen: refills hold back while claims keep coming. */
+  private readonly lastClaim = new Map<string, number>();
   private resync: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: PoolControllerOptions) {
@@ -51,7 +56,12 @@ export class PoolController {
       if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string') this.queue?.add(obj.spec.challenge);
     };
     o.caches.sessions.on('add', challengeOf);
-    o.caches.sessions.on('update', challengeOf);
+    o.caches.sessions.on('update', (obj, old) => {
+      // A claim: refills of that challenge wait until its claims pause (see REFILL_QUIET_MS).
+      const claimed = (s: unknown) => (s as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations?.[ANNOTATION_CLAIMED_AT] !== undefined;
+      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string' && claimed(obj) && !claimed(old)) this.lastClaim.set(obj.spec.challenge, Date.now());
+      challengeOf(obj);
+    });
     o.caches.sessions.on('delete', challengeOf);
     const byName = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
@@ -115,6 +125,9 @@ export class PoolController {
         if (kind !== 'Conflict' && kind !== 'NotFound') throw err;
       }
     }
+    // During a burst of claims the refill waits: its writes would queue in front of the players'.
+    const sinceClaim = Date.now() - (this.lastClaim.get(name) ?? 0);
+    if (plan.create > 0 && sinceClaim < REFILL_QUIET_MS) return { requeueAfterMs: REFILL_QUIET_MS - sinceClaim };
     await Promise.all(Array.from({ length: plan.create }, () => this.createInstance(name)));
     if (plan.create > 0) log.info({ challenge: name, created: plan.create }, 'Created pool instances');
     // Created ones show in the cache (and re-queue this key) as their watch events arrive; a

@@ -28,8 +28,12 @@ export interface QueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   /** Whether a key is background work, taken only when no other key waits; asked at every add. */
   background?: (key: string) => boolean;
-  /** Workers background keys may hold at once (default: all but a quarter of `concurrency`, at least 1), so foreground work always finds one free. */
-  backgroundConcurrency?: number;
+  /**
+   * Workers background keys may hold at once: all but a quarter of `concurrency` while no
+   * foreground key was taken for a while, a quarter within `busyMs` of one (a burst of players'
+   * work keeps most workers, and the apiserver, to itself). At least 1.
+   */
+  backgroundConcurrency?: { idle: number; busy: number; busyMs: number };
 }
 
 export class WorkQueue {
@@ -43,6 +47,7 @@ export class WorkQueue {
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private active = 0;
   private activeBackground = 0;
+  private lastForeground = 0;
   private readonly backgroundKeys = new Set<string>();
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
@@ -138,14 +143,16 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    const backgroundLimit = this.opts.backgroundConcurrency ?? Math.max(1, this.opts.concurrency - Math.max(1, Math.floor(this.opts.concurrency / 4)));
+    const quarter = Math.max(1, Math.floor(this.opts.concurrency / 4));
+    const bg = this.opts.backgroundConcurrency ?? { idle: Math.max(1, this.opts.concurrency - quarter), busy: quarter, busyMs: 2_000 };
+    const backgroundLimit = Date.now() - this.lastForeground < bg.busyMs ? bg.busy : bg.idle;
     while (this.active < this.opts.concurrency && (this.queue.length > 0 || (this.backlog.length > 0 && this.activeBackground < backgroundLimit))) {
       const fromBacklog = this.queue.length === 0;
       const key = (fromBacklog ? this.backlog.shift() : this.queue.shift()) as string;
       if (fromBacklog) {
         this.activeBackground++;
         this.backgroundKeys.add(key);
-      }
+      } else this.lastForeground = Date.now();
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
