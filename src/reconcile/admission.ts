@@ -89,19 +89,21 @@ export function queueOrder(a: ChallengeSession, b: ChallengeSession): number {
 
 /**
  * The decision for every waiting session (admitted sessions are not in the map). Waiting sessions
- * are taken in queue order; each is admitted while no admitted Pod is unschedulable and both the
- * engine's and its challenge's caps have room, counting every live admitted session and every
+ * are taken in queue order; each is admitted while no admitted Pod of its challenge is
+ * unschedulable (one challenge whose Pods cannot be placed, e.g. requests no node can hold, must
+ * not stop every other challenge) and both the engine's and its challenge's caps have room, counting every live admitted session and every
  * session admitted before it in this pass. One held back by its challenge's cap does not hold
  * back sessions of other challenges (the capacity it waits for is not theirs).
  *
- * Position: 1 + `ahead`, the sessions before it in its line: for the engine's cap or a full
- * cluster every waiting session before it; for its challenge's cap those of the same challenge.
+ * Position: 1 + `ahead`, the sessions before it in its line: for the engine's cap every
+ * waiting session before it; for its challenge's cap or unschedulable Pods those of the same
+ * challenge.
  */
 export function decideAdmission(input: AdmissionInput): Map<string, Admission> {
   const { caps } = input;
   let running = 0;
   const perChallenge = new Map<string, number>();
-  let blocked = false;
+  const blocked = new Set<string>();
   const waiting: ChallengeSession[] = [];
   for (const s of input.sessions) {
     if (s.metadata.deletionTimestamp) continue;
@@ -113,7 +115,7 @@ export function decideAdmission(input: AdmissionInput): Map<string, Admission> {
     if (!isAdmittedRecord(s) && !input.admittedElsewhere?.(s)) continue;
     running++;
     perChallenge.set(s.spec.challenge, (perChallenge.get(s.spec.challenge) ?? 0) + 1);
-    if (input.unschedulable.has(s.metadata.name)) blocked = true;
+    if (input.unschedulable.has(s.metadata.name)) blocked.add(s.spec.challenge);
   }
   waiting.sort(queueOrder);
   const out = new Map<string, Admission>();
@@ -124,7 +126,7 @@ export function decideAdmission(input: AdmissionInput): Map<string, Admission> {
     const mine = perChallenge.get(challenge) ?? 0;
     const chalCap = caps.challenge(challenge);
     let reason: QueueReason | undefined;
-    if (blocked) reason = QueueReason.Unschedulable;
+    if (blocked.has(challenge)) reason = QueueReason.Unschedulable;
     else if (caps.engine !== undefined && running >= caps.engine) reason = QueueReason.EngineCap;
     else if (chalCap !== undefined && mine >= chalCap) reason = QueueReason.ChallengeCap;
     if (reason === undefined) {
@@ -134,7 +136,7 @@ export function decideAdmission(input: AdmissionInput): Map<string, Admission> {
       continue;
     }
     const sameChallenge = queuedOf.get(challenge) ?? 0;
-    const ahead = reason === QueueReason.ChallengeCap ? sameChallenge : queued;
+    const ahead = reason === QueueReason.EngineCap ? queued : sameChallenge;
     out.set(s.metadata.name, { admitted: false, position: ahead + 1, ahead, reason });
     queued++;
     queuedOf.set(challenge, sameChallenge + 1);
@@ -149,6 +151,6 @@ export function queueMessage(d: Extract<Admission, { admitted: false }>, caps: {
       ? `all ${caps.engine ?? ''} instances the engine allows are in use (CTF_MAX_INSTANCES)`
       : d.reason === QueueReason.ChallengeCap
         ? `all ${caps.challenge ?? ''} instances of challenge ${challenge} are in use (spec.maxInstances)`
-        : 'the cluster is full: a Pod of an admitted session cannot be scheduled';
+        : `the cluster has no room for challenge ${challenge}: a Pod of one of its sessions cannot be scheduled`;
   return `queued: ${why}; starts when capacity frees`;
 }

@@ -126,7 +126,7 @@ describe('a burst over the engine cap', () => {
 });
 
 describe('a Pod the scheduler cannot place', () => {
-  it('holds every admission (ClusterFull) until it goes', async () => {
+  it('holds the admissions of its challenge (ClusterFull) until it goes, and not those of others', async () => {
     const sample = loadSamples().find((s) => (s.object as { metadata?: { name?: string } }).metadata?.name === 'web-notes');
     const o = structuredClone(sample!.object) as { metadata: { name: string }; spec: { containers: { resources?: unknown }[] } };
     o.metadata = { name: 'too-big' };
@@ -136,11 +136,16 @@ describe('a Pod the scheduler cannot place', () => {
     const big = await spawn('u-big', 'too-big');
     expect(big.status).toBe(201);
     await waitUntil('the big Pod unschedulable', async () => (await live()).find((s) => s.metadata.name === big.session.id && s.status?.conditions?.some((c) => c.reason === 'Unschedulable')), 30_000);
+    const next = await spawn('u-next', 'too-big');
+    expect(next.session.queue).toMatchObject({ position: 1, reason: 'ClusterFull' });
+    await waitUntil('the next one Queued', async () => (await live()).find((s) => s.metadata.name === next.session.id && s.status?.phase === 'Queued'), 30_000);
+    // Another challenge is not held back by a Pod that could never fit anywhere.
     const small = await spawn('u-small');
-    expect(small.session.queue).toMatchObject({ position: 1, reason: 'ClusterFull' });
-    await waitUntil('the small one Queued', async () => (await live()).find((s) => s.metadata.name === small.session.id && s.status?.phase === 'Queued'), 30_000);
-    await stop('u-big', big.session.id);
+    expect(small.session.queue).toBeUndefined();
     await waitUntil('the small one Running', async () => (await live()).find((s) => s.metadata.name === small.session.id && s.status?.phase === 'Running'), 30_000);
+    await stop('u-big', big.session.id);
+    await waitUntil('the next one admitted', async () => (await live()).find((s) => s.metadata.name === next.session.id && s.status?.admittedAt !== undefined), 30_000);
+    await stop('u-next', next.session.id);
     await stop('u-small', small.session.id);
   });
 });

@@ -94,12 +94,13 @@ describe('decideAdmission', () => {
     expect(queued(m, 'w3')).toEqual({ admitted: false, position: 2, ahead: 1, reason: QueueReason.ChallengeCap });
   });
 
-  it('admits nothing while an admitted Pod is unschedulable, and resumes when it schedules', () => {
-    const sessions = [s('run', { admitted: true }), s('a', { at: 1 }), s('b', { at: 2 })];
+  it('admits nothing of a challenge while one of its admitted Pods is unschedulable, resumes when it schedules, and leaves other challenges alone', () => {
+    const sessions = [s('run', { admitted: true }), s('a', { at: 1 }), s('other', { at: 2, challenge: 'pwn' }), s('b', { at: 3 })];
     const blocked = decide(sessions, caps(), new Set(['run']));
     expect(queued(blocked, 'a')).toEqual({ admitted: false, position: 1, ahead: 0, reason: QueueReason.Unschedulable });
     expect(queued(blocked, 'b').position).toBe(2);
-    expect(admittedNames(decide(sessions, caps()))).toEqual(['a', 'b']);
+    expect(blocked.get('other')).toEqual({ admitted: true });
+    expect(admittedNames(decide(sessions, caps())).sort()).toEqual(['a', 'b', 'other']);
     // An unschedulable Pod of a session being deleted no longer blocks.
     expect(admittedNames(decide([s('run', { admitted: true, deleting: true }), s('a', { at: 1 })], caps(), new Set(['run'])))).toEqual(['a']);
   });
