@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ChallengeSession } from '../api/session.js';
 import type { Challenge } from '../api/challenge.js';
-import { ANNOTATION_SPEC_HASH } from '../api/group.js';
+import { ANNOTATION_REQUESTED_AT, ANNOTATION_SPEC_HASH } from '../api/group.js';
 import { classifyError } from '../kube/errors.js';
 import { sessionRef, type Writer } from '../kube/writes.js';
 import type { EventRecorder } from '../kube/recorder.js';
@@ -70,9 +70,11 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   const session = parsed.value;
   if (session.metadata.deletionTimestamp) return {};
   const now = ctx.now();
-  const older = isPoolSession(session) ? olderSibling(ctx, session) : undefined;
+  // One session per owner and challenge: the backstop for spawns that raced past their checks.
+  const older = olderSibling(ctx, session);
   if (older) {
-    return endSession(ctx, session, EventReason.DuplicateClaim, `Released: its claimant already held session ${older} of challenge ${session.spec.challenge} (two spawns at once)`, 'duplicate_claim');
+    const pool = isPoolSession(session);
+    return endSession(ctx, session, pool ? EventReason.DuplicateClaim : EventReason.DuplicateSession, `Released: its owner already held session ${older} of challenge ${session.spec.challenge} (two spawns at once)`, pool ? 'duplicate_claim' : 'duplicate');
   }
 
   const chal = ctx.caches.challenge(session.spec.challenge);
@@ -154,14 +156,15 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
 }
 
 /**
- * For a claimed pool instance: an older live session of the same challenge and owner, which
- * makes this claim the duplicate of two concurrent spawns on two replicas (claims skip the list
- * that settles a create; see settleClaim). Older: claimed or created earlier, then by name.
+ * An older live session of the same challenge and owner, which makes this one the duplicate of
+ * two concurrent spawns on two replicas: claims skip the list that settles a create (see
+ * settleClaim), and that list may fail under load. Older: claimed, else requested (the API's
+ * millisecond stamp), else created earlier; then by name.
  */
 function olderSibling(ctx: ReconcileContext, session: ChallengeSession): string | undefined {
   const owner = sessionOwner(session);
   if (!owner) return undefined;
-  const start = (s: ChallengeSession) => claimedAt(s) ?? String(s.metadata.creationTimestamp ?? '');
+  const start = (s: ChallengeSession) => claimedAt(s) ?? s.metadata.annotations?.[ANNOTATION_REQUESTED_AT] ?? String(s.metadata.creationTimestamp ?? '');
   const mine = start(session);
   const siblings = owner.mode === 'user' ? ctx.caches.sessionsOfUser(owner.user) : ctx.caches.sessionsOfTeam(owner.team);
   for (const s of siblings) {

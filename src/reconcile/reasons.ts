@@ -57,6 +57,8 @@ export const EventReason = {
   ChallengeDeleted: 'ChallengeDeleted',
   /** A pool instance claimed by an owner who already held a session of the challenge (two replicas at once): released. */
   DuplicateClaim: 'DuplicateClaim',
+  /** A spawned session of an owner who already held one of the challenge (a duplicate check that could not run): released. */
+  DuplicateSession: 'DuplicateSession',
   /** A Failed session whose condition carries no reason. */
   Failed: 'Failed',
 } as const;

@@ -47,7 +47,7 @@ function harness(opts: { maxInstances?: number; timeoutMs?: number; now?: string
   };
   mem.challenges.put(webChallenge());
   const put = (name: string, status?: Record<string, unknown>, requestedAt = REQUESTED) => {
-    const s = session({ name, expiresAt: EXPIRES, status });
+    const s = session({ name, user: `player-${name}`, expiresAt: EXPIRES, status });
     s.metadata.annotations = { ...s.metadata.annotations, [ANNOTATION_REQUESTED_AT]: requestedAt };
     s.metadata.uid = `uid-${name}`;
     s.metadata.resourceVersion = '7';
