@@ -96,9 +96,16 @@ export class PoolController {
     await this.queue?.drained();
   }
 
-  private enqueueAll(): void {
+  /** Challenges that ask for a pool. */
+  private pooledChallenges(): Set<string> {
     const names = new Set<string>();
     for (const c of this.o.caches.allChallenges()) if (poolSize(c) > 0) names.add(c.metadata.name);
+    return names;
+  }
+
+  private enqueueAll(): void {
+    // Also those that no longer ask for one but still have instances to remove.
+    const names = this.pooledChallenges();
     for (const s of this.o.caches.allSessions()) if (s.spec.pool === true) names.add(s.spec.challenge);
     for (const n of names) this.queue?.add(n);
   }
@@ -164,9 +171,7 @@ export class PoolController {
 
   /** Per challenge with a pool or pool instances: target size, ready (claimable) and starting instances. */
   private *sizes(): Iterable<{ challenge: string; size: number; ready: number; starting: number }> {
-    const names = new Set<string>();
-    for (const c of this.o.caches.allChallenges()) if (poolSize(c) > 0) names.add(c.metadata.name);
-    for (const name of names) {
+    for (const name of this.pooledChallenges()) {
       const challenge = this.challenge(name);
       const pool = this.o.caches.unclaimedPool(name).filter((s) => !s.metadata.deletionTimestamp);
       const ready = challenge ? pool.filter((s) => isClaimable(s, challenge)).length : 0;

@@ -179,11 +179,14 @@ async function claimFromPool(d: PlayerDeps, challenge: Challenge, player: Player
   const claiming = d.claiming;
   const clock = Date.now();
   if (claiming) for (const [n, until] of claiming) if (until < clock) claiming.delete(n);
-  const ready = d.caches.unclaimedPool(name).filter((s) => isClaimable(s, challenge) && !claiming?.has(s.metadata.name));
-  const start = ready.length > 0 ? randomInt(ready.length) : 0;
-  for (let i = 0; i < Math.min(ready.length, CLAIM_TRIES); i++) {
-    const candidate = ready[(start + i) % ready.length];
-    if (!candidate || claiming?.has(candidate.metadata.name)) continue;
+  // From a random start, the first few claimable instances: a claim looks at a handful, not the whole pool.
+  const pool = d.caches.unclaimedPool(name);
+  const start = pool.length > 0 ? randomInt(pool.length) : 0;
+  let tries = 0;
+  for (let i = 0; i < pool.length && tries < CLAIM_TRIES; i++) {
+    const candidate = pool[(start + i) % pool.length];
+    if (!candidate || claiming?.has(candidate.metadata.name) || !isClaimable(candidate, challenge)) continue;
+    tries++;
     // Until this replica's cache shows the claim (won or lost), its other spawns leave it alone.
     claiming?.set(candidate.metadata.name, clock + CLAIM_MEMORY_MS);
     const now = d.now();
