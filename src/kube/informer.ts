@@ -1,6 +1,6 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { IndexedStore, objectKey, type Handler, type IndexFunc, type ObjectMetaLike, type StoreEvent, type WatchedCache } from '../read-model/store.js';
+import { IndexedStore, objectKey, revision, type Handler, type IndexFunc, type ObjectMetaLike, type StoreEvent, type WatchedCache } from '../read-model/store.js';
 
 export { objectKey, type ObjectMetaLike };
 
@@ -63,6 +63,12 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
   /** When the latest relist began (0: never). */
   private relistStartedAt = 0;
   private loopDone: Promise<void> | undefined;
+  /**
+   * Objects stored by assume() ahead of their watch event, with the revision written: watch
+   * events older than it are skipped for them (they would take the cache back), until the watch
+   * reaches it.
+   */
+  private readonly assumed = new Map<string, bigint>();
 
   constructor(private readonly opts: InformerOptions<T>) {
     this.store = new IndexedStore<T>((err) => opts.log.error({ err, informer: opts.name }, 'Informer handler threw'));
@@ -135,6 +141,36 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
     this.restartWatch(true);
   }
 
+  /**
+   * Stores `obj`, the apiserver's answer to a write of this replica, before the watch delivers
+   * it, so the replica's next read shows its own write at once (the kube-scheduler's assume
+   * cache). Only when its revision is past everything the watch has delivered: otherwise the
+   * store already holds it or something later (a deletion included), and storing it would bring
+   * back an older state. Until the watch catches up, its older events for that key are skipped.
+   */
+  assume(obj: T): boolean {
+    const rv = revision(obj);
+    const seen = revision({ metadata: { resourceVersion: this.resourceVersion } });
+    if (rv === undefined || seen === undefined || rv <= seen || !this.synced) return false;
+    const trimmed = this.trim(structuredClone(obj));
+    const key = objectKey(trimmed);
+    const held = this.assumed.get(key);
+    if (held !== undefined && held >= rv) return false;
+    this.assumed.set(key, rv);
+    this.store.set(key, trimmed);
+    return true;
+  }
+
+  /** Whether a watch event (or listed item) for `key` is older than what assume() stored. */
+  private behindAssumed(key: string, obj: T): boolean {
+    const held = this.assumed.get(key);
+    if (held === undefined) return false;
+    const rv = revision(obj);
+    if (rv !== undefined && rv < held) return true;
+    this.assumed.delete(key);
+    return false;
+  }
+
   private waitForSync(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((r) => this.syncWaiters.push(r));
@@ -158,10 +194,15 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
       token = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (token);
+    const listed = revision({ metadata: { resourceVersion: rv } });
     for (const [key] of [...this.store.entries()]) {
+      // Written after the list was taken (assume()): the list cannot know of it yet.
+      const held = this.assumed.get(key);
+      if (held !== undefined && listed !== undefined && held > listed) continue;
       if (!seen.has(key)) this.store.delete(key);
     }
     for (const [key, obj] of seen) {
+      if (this.behindAssumed(key, obj)) continue;
       const old = this.store.get(key);
       if (old === obj || (old && old.metadata?.resourceVersion === obj.metadata?.resourceVersion)) continue;
       this.store.set(key, obj);
@@ -259,11 +300,13 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED': {
+        if (this.behindAssumed(objectKey(obj), obj)) break;
         const trimmed = this.trim(obj);
         this.store.set(objectKey(trimmed), trimmed);
         break;
       }
       case 'DELETED':
+        this.assumed.delete(objectKey(obj));
         this.store.delete(objectKey(obj), obj);
         break;
       case 'BOOKMARK':

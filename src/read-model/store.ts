@@ -38,6 +38,21 @@ export interface WatchedCache<T> extends Cache<T> {
   stop(): Promise<void>;
   /** Objects found behind the apiserver since `suspectedSince` (ms): relist (see Informer). */
   repair(keys: string[], suspectedSince: number): void;
+  /**
+   * Stores what the apiserver answered to a write of this replica ahead of its watch event, when
+   * it is newer than anything the cache has seen (see Informer.assume); false when it was not.
+   */
+  assume(obj: T): boolean;
+}
+
+/**
+ * A resource version as a number, or undefined when it is not one. The apiserver calls them
+ * opaque; etcd-backed ones are etcd revisions, which only grow, and the scheduler's assume cache
+ * compares them the same way. Only used to order a write's answer against watch events.
+ */
+export function revision(obj: ObjectMetaLike | undefined): bigint | undefined {
+  const rv = obj?.metadata?.resourceVersion;
+  return rv !== undefined && /^[0-9]{1,19}$/.test(rv) ? BigInt(rv) : undefined;
 }
 
 export function objectKey(obj: ObjectMetaLike): string {

@@ -41,7 +41,7 @@ export async function openLink(d: PlayerDeps, a: AccessOptions, caller: Caller, 
   const uid = s.metadata.uid ?? '';
   const ticket = issueTicket(a.key, endpoint.externalHost, uid, d.now(), TICKET_TTL_SECONDS);
   // A new link replaces the previous one: only the nonce recorded last can be used.
-  await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: ticket.nonceHash } } });
+  d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: ticket.nonceHash } } }));
   await d.waits.untilWritten(id, uid, (c) => c.metadata.annotations?.[ANNOTATION_ACCESS_TICKET] === ticket.nonceHash);
   d.log.info({ session: id }, 'Issued an access link');
   return { url: `${endpoint.url}${OPEN_PATH}?ticket=${encodeURIComponent(ticket.token)}`, expiresAt: ticket.expiresAt.toISOString() };
@@ -110,7 +110,7 @@ async function consumeTicket(d: PlayerDeps, session: ChallengeSession, nonceHash
     const live = await d.live.session(session.metadata.name);
     if (!live || live.metadata.uid !== session.metadata.uid || live.metadata.annotations?.[ANNOTATION_ACCESS_TICKET] !== nonceHash) return false;
     try {
-      await d.writer.patchSessionMetadata(d.caches.namespace, live.metadata.name, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: null } } }, live.metadata.resourceVersion);
+      d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, live.metadata.name, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: null } } }, live.metadata.resourceVersion));
       return true;
     } catch (err) {
       const kind = classifyError(err).kind;

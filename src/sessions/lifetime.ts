@@ -38,7 +38,7 @@ export async function extendSession(d: PlayerDeps, caller: Caller, id: string): 
     }
     try {
       const expiresAt = formatExpiry(next.at);
-      await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: expiresAt } } }, live.metadata.resourceVersion);
+      d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_EXPIRES_AT]: expiresAt } } }, live.metadata.resourceVersion));
       d.metrics.extensions.inc({ result: 'extended' });
       d.log.info({ session: id, expiresAt }, 'Extended ChallengeSession');
       await d.waits.untilWritten(id, live.metadata.uid, (c) => c.metadata.annotations?.[ANNOTATION_EXPIRES_AT] === expiresAt);

@@ -90,7 +90,9 @@ async function spawnFor(d: PlayerDeps, maxSessionsPerOwner: number, caller: Call
     const name = slotName(owner, slot);
     const body = desiredSession({ name, namespace: ns, challenge: challengeName, user: caller.user, team: caller.team, owner: owner.mode, expiresAt, requestedAt: requested.toISOString() });
     try {
-      const session = sessionSchema.parse(await d.writer.createSession(ns, body));
+      const stored = await d.writer.createSession(ns, body);
+      d.caches.assumeSession(stored);
+      const session = sessionSchema.parse(stored);
       d.log.info({ session: name, challenge: challengeName, userHash: userHash(caller.user), ...(owner.mode === 'team' ? { teamHash: teamHash(owner.team) } : {}) }, 'Created ChallengeSession');
       return await settle(d, session, maxSessionsPerOwner);
     } catch (err) {
@@ -193,6 +195,7 @@ async function claimFromPool(d: PlayerDeps, challenge: Challenge, player: Player
     const expiresAt = formatExpiry(initialExpiry({ lifetime: challenge.spec.lifetime }, now));
     try {
       const stored = await d.writer.patchSessionMetadata(d.caches.namespace, candidate.metadata.name, claimPatch(player, now, expiresAt), candidate.metadata.resourceVersion);
+      d.caches.assumeSession(stored);
       d.metrics.poolClaims.inc({ challenge: name, result: 'claimed' });
       d.log.info({ session: candidate.metadata.name, challenge: name, userHash: userHash(player.user), ...(player.owner.mode === 'team' ? { teamHash: teamHash(player.owner.team) } : {}) }, 'Claimed a pool instance');
       const parsed = sessionSchema.safeParse(stored);

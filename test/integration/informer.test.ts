@@ -155,4 +155,44 @@ describe('Informer', () => {
       await proxy.close();
     }
   });
+  it('assumes its own write ahead of the watch, skips older events for it, and never brings back an older or deleted state', async () => {
+    // Watch events reach this informer a second late, as under a burst of writes.
+    const proxy = await apiProxy(cluster.kubeconfig, () => 0, { watchLagMs: 1_000 });
+    const kc = new KubeConfig();
+    kc.loadFromFile(proxy.kubeconfig);
+    const path = `/api/v1/namespaces/${cluster.namespace}/configmaps`;
+    const inf = new Informer<V1ConfigMap>({ name: 'cm', kc, path, list: pagedList(kc, path), log: pino({ level: 'silent' }) });
+    try {
+      await inf.start();
+      const ns = cluster.namespace;
+      const key = `${ns}/assumed`;
+      const seen: string[] = [];
+      inf.on('add', (o) => void (o.metadata?.name === 'assumed' && seen.push(o.data?.v ?? '')));
+      inf.on('update', (o) => void (o.metadata?.name === 'assumed' && seen.push(o.data?.v ?? '')));
+      const first = await cluster.kube.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'assumed' }, data: { v: '1' } } });
+      expect(inf.assume(first)).toBe(true);
+      expect(inf.get(key)?.data?.v).toBe('1');
+      expect(inf.get(key)?.metadata).not.toHaveProperty('managedFields');
+      const patch = (v: string) => cluster.kube.core.patchNamespacedConfigMap({ name: 'assumed', namespace: ns, body: [{ op: 'replace', path: '/data/v', value: v }] });
+      await patch('2');
+      const third = await patch('3');
+      expect(inf.assume(third)).toBe(true);
+      expect(inf.get(key)?.data?.v).toBe('3');
+      await waitUntil('the watch to deliver the last write', () => seen.length >= 3);
+      await new Promise((r) => setTimeout(r, 1_500));
+      // The watch's ADDED (v 1) and MODIFIED (v 2) came after 3 was assumed: skipped, not shown.
+      expect(seen).toEqual(['1', '3', '3']);
+      // An answer the watch has already passed is refused: the cache keeps what it has.
+      expect(inf.assume(first)).toBe(false);
+      expect(inf.get(key)?.data?.v).toBe('3');
+      await cluster.kube.core.deleteNamespacedConfigMap({ name: 'assumed', namespace: ns });
+      await waitUntil('the delete', () => inf.get(key) === undefined);
+      // A late answer to a write made before the delete does not bring the object back.
+      expect(inf.assume(third)).toBe(false);
+      expect(inf.get(key)).toBeUndefined();
+    } finally {
+      await inf.stop();
+      await proxy.close();
+    }
+  });
 });

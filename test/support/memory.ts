@@ -1,7 +1,7 @@
 import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Caches, type Raw } from '../../src/read-model/caches.js';
-import { IndexedStore, objectKey, type ObjectMetaLike, type WatchedCache } from '../../src/read-model/store.js';
+import { IndexedStore, objectKey, revision, type ObjectMetaLike, type WatchedCache } from '../../src/read-model/store.js';
 import type { InvolvedObject, Writer } from '../../src/kube/writes.js';
 import { OWNED_KINDS, type Owned, type OwnedCacheName } from '../../src/controller/owned-kinds.js';
 import { LABEL_CHALLENGE, LABEL_TEAM_HASH, LABEL_USER_HASH } from '../../src/api/group.js';
@@ -56,6 +56,16 @@ export class MemoryCache<T extends ObjectMetaLike> extends IndexedStore<T> imple
 
   repair(keys: string[]): void {
     this.repairs.push(keys);
+  }
+
+  /** As Informer.assume, against the stored object's revision (there is no watch here). */
+  assume(obj: T): boolean {
+    const rv = revision(obj);
+    const key = objectKey({ metadata: { namespace: this.namespace, ...obj.metadata } });
+    const held = revision(this.get(key));
+    if (rv === undefined || (held !== undefined && rv <= held)) return false;
+    this.put(obj);
+    return true;
   }
 }
 
