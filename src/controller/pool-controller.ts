@@ -24,6 +24,10 @@ export interface PoolControllerOptions {
   resyncMs: number;
   /** Instances created per pass and challenge (then the pass looks again at once). */
   maxCreatePerPass?: number;
+  /** Refills start once no pool instance of any challenge has been claimed for this long (ms). */
+  refillQuietMs?: number;
+  /** ...or once a challenge's refill has waited this long (ms): then one batch, and it waits again. */
+  refillMaxWaitMs?: number;
 }
 
 const DEFAULT_MAX_CREATE = 10;
@@ -32,8 +36,17 @@ const DEFAULT_MAX_CREATE = 10;
  * ms, so that after a burst of claims they do not take the apiserver from the players' spawns.
  */
 const REFILL_PACE_MS = 500;
-/** A refill starts once a challenge has had no claim for this long (claims come in bursts). */
+/**
+ * A refill starts once no instance of any challenge has been claimed for this long: claims come
+ * in bursts (the opening of a CTF), and each refill costs the apiserver a create and the
+ * instance's provisioning, which would queue in front of the claims and their publishing.
+ */
 const REFILL_QUIET_MS = 1_000;
+/**
+ * The longest a challenge's refill waits for that pause; then it creates one batch and waits
+ * again, so a steady stream of claims slows refills down instead of stopping them.
+ */
+const REFILL_MAX_WAIT_MS = 10_000;
 
 /** How long a created instance counts as pending while the cache does not show it. */
 const EXPECTATION_MS = 30_000;
@@ -47,8 +60,10 @@ export class PoolController {
    * deleted by the next pass, and a restart starts from the cluster alone.
    */
   private readonly pending = new Map<string, Map<string, number>>();
-  /** When each challenge's last claim was seen: refills hold back while claims keep coming. */
-  private readonly lastClaim = new Map<string, number>();
+  /** When the last claim of any challenge was seen: refills hold back while claims keep coming. */
+  private lastClaim = 0;
+  /** Since when each challenge's refill has been held back by claims. */
+  private readonly heldSince = new Map<string, number>();
   private resync: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: PoolControllerOptions) {
@@ -57,9 +72,9 @@ export class PoolController {
     };
     o.caches.sessions.on('add', challengeOf);
     o.caches.sessions.on('update', (obj, old) => {
-      // A claim: refills of that challenge wait until its claims pause (see REFILL_QUIET_MS).
+      // A claim: every refill waits until claims pause (see REFILL_QUIET_MS).
       const claimed = (s: unknown) => (s as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations?.[ANNOTATION_CLAIMED_AT] !== undefined;
-      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string' && claimed(obj) && !claimed(old)) this.lastClaim.set(obj.spec.challenge, Date.now());
+      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string' && claimed(obj) && !claimed(old)) this.lastClaim = Date.now();
       challengeOf(obj);
     });
     o.caches.sessions.on('delete', challengeOf);
@@ -133,8 +148,18 @@ export class PoolController {
       }
     }
     // During a burst of claims the refill waits: its writes would queue in front of the players'.
-    const sinceClaim = Date.now() - (this.lastClaim.get(name) ?? 0);
-    if (plan.create > 0 && sinceClaim < REFILL_QUIET_MS) return { requeueAfterMs: REFILL_QUIET_MS - sinceClaim };
+    if (plan.create === 0) this.heldSince.delete(name);
+    else {
+      const now = Date.now();
+      const quietMs = this.o.refillQuietMs ?? REFILL_QUIET_MS;
+      const sinceClaim = now - this.lastClaim;
+      const held = this.heldSince.get(name) ?? now;
+      if (sinceClaim < quietMs && now - held < (this.o.refillMaxWaitMs ?? REFILL_MAX_WAIT_MS)) {
+        this.heldSince.set(name, held);
+        return { requeueAfterMs: quietMs - sinceClaim };
+      }
+      this.heldSince.delete(name);
+    }
     await Promise.all(Array.from({ length: plan.create }, () => this.createInstance(name)));
     if (plan.create > 0) log.info({ challenge: name, created: plan.create }, 'Created pool instances');
     // Created ones show in the cache (and re-queue this key) as their watch events arrive; a
