@@ -1,8 +1,9 @@
 import { ANNOTATION_CLAIMED_AT, CHALLENGE_PLURAL, GROUP, VERSION } from '../../src/api/group.js';
-import { isPoolName } from '../../src/reconcile/pool.js';
+import { claimPatch, desiredPoolInstance, isPoolName, poolInstanceName } from '../../src/reconcile/pool.js';
+import { createWriter } from '../../src/kube/writes.js';
 import { isEngineWrite, parseKey, scrape, sum, writesBetween } from '../lib/apiserver-metrics.js';
 import { cleanupNamespace, engineFor, issueTokens, pick, seconds, userName, type BenchContext } from '../lib/context.js';
-import { challengeDocs, createNamespace, Observer, PSA_LABELS, type WatchedObject } from '../lib/kube.js';
+import { challengeDocs, createNamespace, Observer, pool, PSA_LABELS, withRetry, type WatchedObject } from '../lib/kube.js';
 import { runLoad } from '../lib/load.js';
 import type { ScenarioResult, Table } from '../lib/report.js';
 import { distribution, figure, type Distribution } from '../lib/stats.js';
@@ -61,6 +62,7 @@ export async function poolsScenario(ctx: BenchContext): Promise<ScenarioResult> 
   const full: BurstRun[] = [];
   const tenth: BurstRun[] = [];
   const baselinePerSecond: number[] = [];
+  const floors: ClaimFloor[] = [];
   for (let run = 0; run < ctx.runs; run++) {
     ctx.log(`  run ${run + 1}/${ctx.runs}: pools sized to a burst of ${n}`);
     const a = await burst(ctx, `bench-pool-full-${run + 1}`, { users, n, connections, waitMs, names, tokens, poolPerChallenge: n / CHALLENGES, measureRefill: false });
@@ -73,6 +75,9 @@ export async function poolsScenario(ctx: BenchContext): Promise<ScenarioResult> 
     const base = await baselineRun(ctx, 100 + run, { users, n, connections, waitMs, names, unloaded: 0 }, true);
     baselinePerSecond.push(n / seconds(base.totalMs));
     ctx.log(`    raw baseline: ${n} sessions' objects Running after ${seconds(base.totalMs).toFixed(1)} s`);
+    const floor = await claimFloor(ctx, `bench-pool-floor-${run + 1}`, n, connections);
+    floors.push(floor);
+    ctx.log(`    claim floor (apiserver alone): p50 ${floor.latencyMs.p50.toFixed(1)} ms, p99 ${floor.latencyMs.p99.toFixed(1)} ms, ${floor.perSecond.toFixed(0)} claims/s`);
   }
   const incomplete = [...full, ...tenth].filter((r) => r.running < r.total || r.total < n).length;
   const errors = [...full, ...tenth].flatMap((r) => Object.entries(r.statusCounts).filter(([s]) => s !== '201')).map(([s, c]) => `${c} x ${s}`);
@@ -85,6 +90,7 @@ export async function poolsScenario(ctx: BenchContext): Promise<ScenarioResult> 
       `Each of ${users} users spawns each of ${CHALLENGES} pooled challenges once (copies of the web-notes sample with spec.pool.size), round-robin over users, at concurrency ${connections}. The burst starts once every pool is full and ready.`,
       'Request latency: client-side, from sending to the full answer. Request-to-Running: from sending the request to a watch seeing the session Running as the API reports it - for a claimed instance, once the controller has published the claim (status.claimedAt equals the claimed-at annotation), for a fresh one status.phase Running.',
       'Claim writes per claimed session: metadata patches of ChallengeSessions (the claim; nothing else patches session metadata in this scenario) divided by the claimed sessions, from the apiserver\'s own request counters.',
+      `Claim floor: ${n} pool instances created directly in a namespace no engine watches, then each claimed with the engine's own claim patch (one metadata merge patch over its resourceVersion, the engine's writer and connection pool) at concurrency ${connections}, nothing else writing: the least a claim that is written before it is answered can cost on this apiserver. Its p99 is what request latency in A is compared with.`,
       'Fill throughput (A): pool instances made ready per second while the empty pools filled, nothing else running. Refill throughput (B): instances made ready per second from the first request until the pools were full again; refills are provisioned behind the players\' own sessions, so this includes waiting for them. The raw baseline is the spawn scenario\'s (the same five objects per session written directly, keep-alive connections) at the same size and concurrency, run right after.',
       ...(errors.length ? [`Non-201 answers: ${errors.join(', ')}.`] : []),
       ...(incomplete ? [`${incomplete} burst(s) did not get every session Running within ${waitMs / 1000} s.`] : []),
@@ -100,6 +106,10 @@ export async function poolsScenario(ctx: BenchContext): Promise<ScenarioResult> 
       figure('pools.full.fill_s', 'A: time to fill the pools from empty', 's', full.map((r) => r.fillSeconds)),
       figure('pools.full.fill_per_s', 'A: fill throughput from empty', 'instances/s', full.map((r) => r.fillPerSecond)),
       figure('pools.full.fill_vs_baseline', 'A: fill throughput / raw baseline throughput', 'x', full.map((r, i) => r.fillPerSecond / (baselinePerSecond[i] ?? Number.NaN))),
+      figure('pools.floor.p50_ms', 'claim floor: the claim patch alone against the apiserver, p50', 'ms', floors.map((f) => f.latencyMs.p50)),
+      figure('pools.floor.p99_ms', 'claim floor: the claim patch alone against the apiserver, p99', 'ms', floors.map((f) => f.latencyMs.p99)),
+      figure('pools.floor.per_s', 'claim floor: claims per second', 'claims/s', floors.map((f) => f.perSecond)),
+      figure('pools.full.request_p99_vs_floor', 'A: request latency p99 / claim floor p99', 'x', full.map((r, i) => r.requestMs.p99 / (floors[i]?.latencyMs.p99 ?? Number.NaN))),
       figure('pools.tenth.claimed_share', 'B (pools = 10 %): spawns served from the pool', '%', tenth.map((r) => (100 * r.claimed) / Math.max(1, r.total))),
       figure('pools.tenth.request_p99_ms', 'B: request latency p99', 'ms', tenth.map((r) => r.requestMs.p99)),
       figure('pools.tenth.running_p50_s', 'B: request-to-Running p50', 's', tenth.map((r) => seconds(r.toRunningMs.p50))),
@@ -124,7 +134,7 @@ export async function poolsScenario(ctx: BenchContext): Promise<ScenarioResult> 
       },
       ...(full[0] ? [full[0].apiserver] : []),
     ],
-    details: { full, tenth, baselinePerSecond, deciles: Array.from({ length: 10 }, (_, i) => decile(tenth, i)) },
+    details: { full, tenth, baselinePerSecond, floors, deciles: Array.from({ length: 10 }, (_, i) => decile(tenth, i)) },
     failures: [
       ...(errors.length ? [`spawn requests answered other than 201: ${errors.join(', ')}`] : []),
       ...(incomplete ? [`${incomplete} burst(s) did not get every session Running`] : []),
@@ -249,6 +259,38 @@ async function burst(ctx: BenchContext, ns: string, s: BurstSizes): Promise<Burs
   } finally {
     observer.stop();
     await engine.stop();
+    await cleanupNamespace(ctx, ns);
+  }
+}
+
+interface ClaimFloor {
+  latencyMs: Distribution;
+  perSecond: number;
+}
+
+/**
+ * The apiserver's own floor for a claim: `n` pool instances written directly, then claimed at
+ * `connections` concurrent patches through the engine's writer (as the API claims), with no
+ * engine, controller or refill writing meanwhile.
+ */
+async function claimFloor(ctx: BenchContext, ns: string, n: number, connections: number): Promise<ClaimFloor> {
+  await createNamespace(ctx.kube, ns, PSA_LABELS);
+  const writer = createWriter(ctx.kube, { component: 'challenge-engine', instance: 'bench-floor' });
+  try {
+    const instances = await pool(Array.from({ length: n }, (_, i) => i), connections, async () => {
+      const stored = (await withRetry(() => writer.createSession(ns, desiredPoolInstance(poolInstanceName('floor'), ns, 'floor')))) as { metadata: { name: string; resourceVersion: string } };
+      return stored.metadata;
+    });
+    const latencies: number[] = [];
+    const t0 = Date.now();
+    await pool(instances, connections, async (m, i) => {
+      const user = userName(i);
+      const started = performance.now();
+      await writer.patchSessionMetadata(ns, m.name, claimPatch({ user, owner: { mode: 'user', user } }, new Date(), new Date(Date.now() + 3_600_000).toISOString()), m.resourceVersion);
+      latencies.push(performance.now() - started);
+    });
+    return { latencyMs: distribution(latencies), perSecond: n / Math.max(0.001, (Date.now() - t0) / 1000) };
+  } finally {
     await cleanupNamespace(ctx, ns);
   }
 }
