@@ -33,6 +33,7 @@ export type ProblemKind =
   | 'method-not-allowed'
   | 'conflict'
   | 'max-lifetime'
+  | 'queued'
   | 'body-too-large'
   | 'unsupported-media-type'
   | 'limit-reached'
@@ -81,6 +82,8 @@ export function problemFromDomain(err: DomainError): HttpProblem {
       return new HttpProblem(429, 'limit-reached', err.message);
     case 'MaxLifetime':
       return new HttpProblem(409, 'max-lifetime', err.message);
+    case 'Queued':
+      return new HttpProblem(409, 'queued', err.message);
     case 'Invalid':
       return new HttpProblem(400, 'invalid-request', err.message);
     case 'Unavailable':

@@ -1,6 +1,7 @@
 import { ANNOTATION_EXPIRES_AT } from '../api/group.js';
 import type { ChallengeSession } from '../api/session.js';
 import { classifyError } from '../kube/errors.js';
+import { isAdmittedRecord } from '../reconcile/admission.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { extendedExpiry, formatExpiry } from '../reconcile/expiry.js';
 import { challengeOf, visibleSession, type PlayerDeps } from './deps.js';
@@ -31,6 +32,11 @@ export async function extendSession(d: PlayerDeps, caller: Caller, id: string): 
     if (!live || live.metadata.deletionTimestamp || (!caller.admin && !owns(caller, live))) throw new DomainError('NotFound', `session ${id} not found`);
     const eff = effectiveRuntime(live, challengeOf(d, live.spec.challenge));
     if (!eff) throw new DomainError('Invalid', `challenge ${live.spec.challenge} no longer exists`);
+    // Its lifetime starts at admission, which sets the expiry afresh: an extension now would be lost.
+    if (live.status?.phase === 'Queued' && !isAdmittedRecord(live)) {
+      d.metrics.extensions.inc({ result: 'refused' });
+      throw new DomainError('Queued', 'the session is still queued; its lifetime starts when it starts, so there is nothing to extend yet');
+    }
     const next = extendedExpiry(live, eff.runtime, d.now());
     if ('error' in next) {
       d.metrics.extensions.inc({ result: 'refused' });

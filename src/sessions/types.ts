@@ -69,7 +69,7 @@ export interface FlagResult {
 /** Domain errors the HTTP layer maps to problem responses. */
 export class DomainError extends Error {
   constructor(
-    readonly kind: 'NotFound' | 'LimitReached' | 'MaxLifetime' | 'Invalid' | 'Unavailable' | 'TeamRequired',
+    readonly kind: 'NotFound' | 'LimitReached' | 'MaxLifetime' | 'Queued' | 'Invalid' | 'Unavailable' | 'TeamRequired',
     message: string,
   ) {
     super(message);

@@ -89,6 +89,7 @@ describe('domain errors', () => {
     [new DomainError('NotFound', 'session web-notes-1 not found'), 404, 'not-found', undefined],
     [new DomainError('LimitReached', 'you already have 3 sessions'), 429, 'limit-reached', undefined],
     [new DomainError('MaxLifetime', 'the session cannot live longer than 2h'), 409, 'max-lifetime', undefined],
+    [new DomainError('Queued', 'the session is still queued'), 409, 'queued', undefined],
     [new DomainError('Invalid', 'the challenge has no ports'), 400, 'invalid-request', undefined],
     [new DomainError('Unavailable', 'the apiserver is unreachable'), 503, 'unavailable', '5'],
     [new DomainError('TeamRequired', TEAM_REQUIRED), 403, 'team-required', undefined],

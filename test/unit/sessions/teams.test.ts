@@ -136,6 +136,22 @@ describe('using a team-owned instance', () => {
     expect(h.service.list(RED_A)).toEqual([]);
   });
 
+  it('refuses to extend a queued session (its lifetime starts at admission), and writes nothing', async () => {
+    const { h, id } = await spawned();
+    const s = h.server.get(id);
+    if (!s) throw new Error('not spawned');
+    const queued = { ...s, status: { phase: 'Queued' as const, reason: 'EngineCapacity', message: 'position 1' } };
+    h.server.set(id, queued);
+    h.mem.sessions.put(queued);
+    await expect(h.service.extend(RED_B, id)).rejects.toMatchObject({ kind: 'Queued' });
+    expect(h.writer.writes).toEqual([]);
+    // Admitted (and its lifetime started): extensions work again.
+    const admitted = { ...queued, status: { phase: 'Provisioning' as const, admittedAt: '2030-01-01T10:04:00Z' } };
+    h.server.set(id, admitted);
+    h.mem.sessions.put(admitted);
+    expect((await h.service.extend(RED_B, id)).expiresAt).toBe('2030-01-01T11:35:00Z');
+  });
+
   it('a member who did not start it opens it: the link and the cookie it leaves pass the gateway', async () => {
     const { h, id } = await spawned();
     h.running(id, HOST);
