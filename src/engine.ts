@@ -108,7 +108,7 @@ export async function startEngine(config: Readonly<Config>, log: Logger, opts: {
   // The leader keeps the warm pools full; every replica's API claims from them.
   const pools = new PoolController({ caches, writer, log, metrics, resyncMs: config.resyncMs });
   // The leader delivers the webhook outbox; every replica's API records into it.
-  const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics, checkTarget: config.webhook.allowPrivate ? undefined : cachedTargetCheck(config.webhook.url) }) : undefined;
+  const webhooks = config.webhook ? new WebhookDelivery({ kube, writer, caches, namespace: config.namespace, url: config.webhook.url, secret: config.webhook.secret, maxBackoffMs: config.webhook.maxBackoffMs, log, metrics, checkTarget: config.webhook.allowPrivate ? undefined : cachedTargetCheck(config.webhook.url) }) : undefined;
   const startController = async () => {
     await ensureSessionNamespace(kube, writer, config.namespace).catch((err: unknown) =>
       log.error({ err: classifyError(err).message }, 'Could not label the sessions namespace for Pod Security Admission'),

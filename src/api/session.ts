@@ -136,6 +136,13 @@ export const sessionStatusSchema = z.object({
   claimedAt: z.string().optional(),
   solved: z.boolean().optional(),
   solvedAt: z.string().optional(),
+  /** Who submitted the flag (user, and team when they have one): the solve event's solvedBy. */
+  solvedBy: z.object({ user: z.string(), team: z.string().optional() }).optional(),
+  /**
+   * When the leader had the solve's webhook event delivered. A solve without it and without an
+   * event in the outbox (the API stopped between its two writes) is put in the outbox again.
+   */
+  solveReportedAt: z.string().optional(),
   /**
    * When the controller let the session out of the queue (RFC 3339, milliseconds): from then on
    * it counts as an instance for good, and its lifetime runs from here.
@@ -157,8 +164,10 @@ export const sessionStatusSchema = z.object({
  */
 export const STATUS_WRITERS = {
   controller: ['phase', 'conditions', 'observedGeneration', 'endpoints', 'message', 'startedAt', 'readyAt', 'expiresAt', 'claimedAt', 'provisionedFrom', 'admittedAt'],
-  api: ['solved', 'solvedAt'],
-} as const satisfies Record<'controller' | 'api', readonly (keyof z.infer<typeof sessionStatusSchema>)[]>;
+  api: ['solved', 'solvedAt', 'solvedBy'],
+  /** The leader's webhook delivery (src/webhooks/outbox.ts). */
+  webhooks: ['solveReportedAt'],
+} as const satisfies Record<'controller' | 'api' | 'webhooks', readonly (keyof z.infer<typeof sessionStatusSchema>)[]>;
 
 export type ControllerStatusField = (typeof STATUS_WRITERS.controller)[number];
 export type ApiStatusField = (typeof STATUS_WRITERS.api)[number];

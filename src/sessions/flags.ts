@@ -84,12 +84,14 @@ async function recordSolve(d: PlayerDeps, s: ChallengeSession, caller: Caller): 
     const live = await d.live.session(name);
     if (!live || live.status?.solved) return;
     const solvedAt = formatTimestamp(d.now());
-    const solve: Record<ApiStatusField, unknown> = { solved: true, solvedAt };
+    const solvedBy = { user: caller.user, ...(caller.team !== undefined ? { team: caller.team } : {}) };
+    const solve: Record<ApiStatusField, unknown> = { solved: true, solvedAt, solvedBy };
     try {
       await d.writer.patchSessionStatus(d.caches.namespace, name, solve, live.metadata.resourceVersion);
       // The scoreboard's event, in the cluster before the player hears "correct": it is
-      // delivered (and retried) by the leader even if the session ends at once.
-      if (d.webhooks) await recordEvent(d.writer, d.caches.namespace, solveEvent(live, caller, solvedAt));
+      // delivered (and retried) by the leader even if the session ends at once. Should this
+      // replica stop right here, the leader finds the solve without its event and records it.
+      if (d.webhooks) await recordEvent(d.writer, d.caches.namespace, solveEvent(live, solvedBy, solvedAt));
       d.metrics.solves.inc({ challenge: s.spec.challenge });
       d.log.info({ session: name, challenge: s.spec.challenge }, 'Solved');
       await d.waits.untilWritten(name, live.metadata.uid, (c) => c.status?.solved === true);

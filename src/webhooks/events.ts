@@ -61,3 +61,20 @@ export function backoffMs(attempts: number, maxMs: number, random: () => number)
   const base = Math.min(maxMs, 1000 * 2 ** Math.min(attempts, 20));
   return Math.round(base * (0.5 + random()));
 }
+
+/**
+ * Solves the sessions record (status.solvedBy, written with the solve) whose event is neither in
+ * the outbox (`pending`, by event id) nor delivered (status.solveReportedAt, or `delivered` by
+ * this replica a moment ago, which its cache may not show yet): the API wrote the solve and
+ * stopped before its event. Sessions being deleted count too; their event outlives them.
+ */
+export function unrecordedSolves(sessions: Iterable<ChallengeSession>, pending: ReadonlySet<string>, delivered: ReadonlySet<string>): SolveEvent[] {
+  const out: SolveEvent[] = [];
+  for (const s of sessions) {
+    const st = s.status;
+    if (!st?.solved || !st.solvedBy || !st.solvedAt || st.solveReportedAt || !sessionPlayer(s)) continue;
+    const event = solveEvent(s, st.solvedBy, st.solvedAt);
+    if (!pending.has(event.id) && !delivered.has(event.id)) out.push(event);
+  }
+  return out;
+}

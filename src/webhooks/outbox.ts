@@ -5,15 +5,18 @@ import { classifyError } from '../kube/errors.js';
 import type { Kube } from '../kube/client.js';
 import type { Writer } from '../kube/writes.js';
 import { EventReason } from '../reconcile/reasons.js';
-import { backoffMs, EVENT_ID_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, type SolveEvent } from './events.js';
+import type { Caches } from '../read-model/caches.js';
+import { backoffMs, EVENT_ID_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, unrecordedSolves, type SolveEvent } from './events.js';
 
 /*
  * The webhook outbox lives in the cluster: one ConfigMap per event (`webhook-<event id>`), with
  * no owner, so it outlives a session stopped or expired right after its solve, and survives any
  * engine restart. The API writes it right after recording the solve; the leader delivers due
- * events, deletes each once the receiver answered 2xx, and otherwise records the attempt and the
- * next time (exponential backoff with jitter). Events that keep failing stay pending, counted in
- * challenge_engine_webhook_pending and reported once by a Warning Event on their session.
+ * events, marks the session (status.solveReportedAt) and deletes the entry once the receiver
+ * answered 2xx, and otherwise records the attempt and the next time (exponential backoff with
+ * jitter). Events that keep failing stay pending, counted in challenge_engine_webhook_pending and
+ * reported once by a Warning Event on their session. A solve the API recorded without its event
+ * (it stopped between the two writes) is found by the leader from the session and recorded then.
  */
 
 export const LABEL_OUTBOX = `${GROUP}/outbox`;
@@ -21,6 +24,8 @@ export const OUTBOX_WEBHOOK = 'webhook';
 const ANNOTATION_ATTEMPTS = `${GROUP}/attempts`;
 const ANNOTATION_NEXT = `${GROUP}/next-attempt-at`;
 const ANNOTATION_ERROR = `${GROUP}/last-error`;
+/** How long a delivered event is remembered while the cache catches up with its session's mark. */
+const DELIVERED_MEMORY_MS = 60_000;
 /** After this many failed attempts the session gets a Warning Event (once). */
 export const REPORT_AFTER_ATTEMPTS = 5;
 
@@ -55,6 +60,8 @@ export interface DeliveryOptions {
   log: Logger;
   metrics: { webhookDeliveries: { inc(labels: { result: string }): void }; webhookPending: { set(v: number): void } };
   maxBackoffMs: number;
+  /** The sessions, to find solves recorded without their event and to mark delivered ones. */
+  caches?: Caches;
   /** Checked before each pass (the receiver's name may resolve elsewhere later); a reason refuses delivery. */
   checkTarget?: () => Promise<string | undefined>;
   pollMs?: number;
@@ -68,6 +75,8 @@ export class WebhookDelivery {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
+  /** Events this replica delivered lately, by id, until its cache shows their sessions marked. */
+  private readonly delivered = new Map<string, number>();
 
   constructor(private readonly o: DeliveryOptions) {}
 
@@ -96,10 +105,37 @@ export class WebhookDelivery {
   async tick(): Promise<void> {
     const now = (this.o.now ?? (() => new Date()))();
     const list = await this.o.kube.core.listNamespacedConfigMap({ namespace: this.o.namespace, labelSelector: `${LABEL_OUTBOX}=${OUTBOX_WEBHOOK}` });
+    await this.recordMissing(list.items, now);
     this.o.metrics.webhookPending.set(list.items.length);
     const refused = list.items.length > 0 ? await this.o.checkTarget?.() : undefined;
     const due = list.items.filter((cm) => Date.parse(cm.metadata?.annotations?.[ANNOTATION_NEXT] ?? '') <= now.getTime() || !cm.metadata?.annotations?.[ANNOTATION_NEXT]);
     for (let i = 0; i < due.length && !this.stopped; i += 8) await Promise.all(due.slice(i, i + 8).map((cm) => this.deliver(cm, now, refused)));
+  }
+
+  /** Records the events of solves found without one; they are delivered from the next pass. */
+  private async recordMissing(entries: V1ConfigMap[], now: Date): Promise<void> {
+    if (!this.o.caches) return;
+    for (const [id, at] of this.delivered) if (now.getTime() - at > DELIVERED_MEMORY_MS) this.delivered.delete(id);
+    const pending = new Set<string>();
+    for (const cm of entries) {
+      const name = cm.metadata?.name ?? '';
+      if (name.startsWith('webhook-')) pending.add(name.slice('webhook-'.length));
+    }
+    for (const event of unrecordedSolves(this.o.caches.allSessions(), pending, new Set(this.delivered.keys()))) {
+      await recordEvent(this.o.writer, this.o.namespace, event);
+      this.o.log.warn({ event: event.id, session: event.session }, 'Recorded the webhook event of a solve that had none');
+    }
+  }
+
+  /** Marks the delivered event's session, when it is still there (the same one: names are reused). */
+  private async markDelivered(event: SolveEvent, now: Date): Promise<void> {
+    this.delivered.set(event.id, now.getTime());
+    const cached = this.o.caches?.session(event.session);
+    const s = cached?.ok ? cached.value : undefined;
+    if (!s || `solve-${s.metadata.uid}` !== event.id || !s.status?.solvedBy || s.status.solveReportedAt) return;
+    await this.o.writer.patchSessionStatus(this.o.namespace, event.session, { solveReportedAt: now.toISOString() }).catch((err: unknown) => {
+      if (classifyError(err).kind !== 'NotFound') throw err;
+    });
   }
 
   private async deliver(cm: V1ConfigMap, now: Date, refused: string | undefined): Promise<void> {
@@ -125,6 +161,8 @@ export class WebhookDelivery {
     }
     if (!failure) {
       this.o.metrics.webhookDeliveries.inc({ result: 'delivered' });
+      // Marked first: an entry gone before its mark would be recorded again (delivered twice).
+      await this.markDelivered(event, now);
       await this.o.writer.deleteOutbox(this.o.namespace, name).catch((err: unknown) => {
         if (classifyError(err).kind !== 'NotFound') throw err;
       });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReceiver, type Receiver } from '../../scripts/webhook-receiver.js';
 import { LABEL_OUTBOX } from '../../src/webhooks/outbox.js';
+import { GROUP, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
+import { createWriter } from '../../src/kube/writes.js';
 import { installSamples } from '../support/engine.js';
 import { freePort, httpJson } from '../support/faults.js';
 import { useCluster, waitUntil } from '../support/kube.js';
@@ -103,5 +105,33 @@ describe('solve webhooks', () => {
     const t = await token('gus');
     expect([200, 202, 204]).toContain((await httpJson(engine?.base ?? '', 'DELETE', `/api/challenges/${id}`, t)).status);
     expect((await pendingEntries()).map((c) => c.metadata?.name)).toEqual([expect.stringContaining('webhook-solve-')]);
+  });
+
+  it('records and delivers once a solve whose event the API never wrote (it stopped between its two writes)', async () => {
+    await engine?.kill();
+    const port = await freePort();
+    const rx = createReceiver(SECRET);
+    await new Promise<void>((r) => rx.server.listen(port, '127.0.0.1', r));
+    engine = await ApiEngine.create(cluster, { CTF_WEBHOOK_URL: `http://127.0.0.1:${port}/solves`, CTF_WEBHOOK_SECRET: SECRET, CTF_WEBHOOK_MAX_BACKOFF_SECONDS: '4', CTF_WEBHOOK_ALLOW_PRIVATE: 'true', CTF_MAX_SESSIONS_PER_USER: '2' });
+    try {
+      await engine.start();
+      const t = await token('hal');
+      const spawned = await httpJson(engine.base, 'POST', '/api/challenges', t, { challenge: 'web-notes' });
+      expect(spawned.status).toBe(201);
+      const id = (spawned.body as { session: { id: string } }).session.id;
+      // The API's first write exactly as it makes it, and not the second (the outbox entry).
+      const solvedAt = new Date().toISOString();
+      await createWriter(cluster.kube, { component: 'challenge-engine', instance: 'test' }).patchSessionStatus(cluster.namespace, id, { solved: true, solvedAt, solvedBy: { user: 'hal', team: 'blue' } });
+      const event = await waitUntil('the solve delivered', () => rx.events.find((e) => e.session === id), 30_000, 100);
+      expect(event).toMatchObject({ type: 'solve', challenge: 'web-notes', solvedAt, solvedBy: { user: 'hal', team: 'blue' }, owner: { mode: 'user', user: 'hal' } });
+      const read = async () => (await cluster.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: cluster.namespace, plural: SESSION_PLURAL, name: id })) as { status?: { solveReportedAt?: string } };
+      await waitUntil('the session marked reported', async () => (await read()).status?.solveReportedAt, 20_000, 200);
+      await waitUntil('its entry gone', async () => ((await pendingEntries()).every((c) => !c.metadata?.name?.endsWith(event.id.slice('solve-'.length))) ? true : undefined), 20_000, 200);
+      // Several passes later: delivered once, not put in the outbox again.
+      await sleep(4000);
+      expect(rx.deliveries.filter((d) => d.id === event.id).length).toBe(1);
+    } finally {
+      await new Promise<void>((r) => rx.server.close(() => r()));
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChallengeSession } from '../../src/api/session.js';
-import { backoffMs, sign, solveEvent, verifySignature } from '../../src/webhooks/events.js';
+import { backoffMs, sign, solveEvent, unrecordedSolves, verifySignature } from '../../src/webhooks/events.js';
 import { outboxEntry, outboxName } from '../../src/webhooks/outbox.js';
 
 const session = (spec: Record<string, unknown>): ChallengeSession =>
@@ -35,5 +35,25 @@ describe('solve webhooks', () => {
     expect(backoffMs(30, 300_000, () => 0.5)).toBe(300_000);
     expect(backoffMs(3, 300_000, () => 0)).toBe(4000);
     expect(backoffMs(3, 300_000, () => 0.999)).toBeLessThan(12_000);
+  });
+
+  it('finds solves recorded without their event: not pending, not delivered, not from before solvedBy', () => {
+    const solved = (name: string, uid: string, status: Record<string, unknown>) => {
+      const s = session({});
+      return { ...s, metadata: { ...s.metadata, name, uid }, status: { solved: true, solvedAt: '2026-12-01T10:00:00Z', ...status } } as ChallengeSession;
+    };
+    const by = { user: 'bob', team: 'red' };
+    const sessions = [
+      solved('lost', 'u-lost', { solvedBy: by }),
+      solved('pending', 'u-pending', { solvedBy: by }),
+      solved('just-delivered', 'u-just', { solvedBy: by }),
+      solved('reported', 'u-reported', { solvedBy: by, solveReportedAt: '2026-12-01T10:00:01Z' }),
+      // Solved before solvedBy was recorded: its event went out then; nothing is made up for it.
+      solved('old', 'u-old', {}),
+      { ...session({}), status: { phase: 'Running' } } as ChallengeSession,
+    ];
+    const found = unrecordedSolves(sessions, new Set(['solve-u-pending']), new Set(['solve-u-just']));
+    expect(found).toEqual([solveEvent(sessions[0] as ChallengeSession, by, '2026-12-01T10:00:00Z')]);
+    expect(found[0]?.solvedBy).toEqual(by);
   });
 });

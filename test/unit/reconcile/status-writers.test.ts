@@ -4,7 +4,7 @@ import { statusPatch } from '../../../src/reconcile/status.js';
 
 describe('status ownership', () => {
   it('gives every status member exactly one writer', () => {
-    const all = [...STATUS_WRITERS.controller, ...STATUS_WRITERS.api];
+    const all = [...STATUS_WRITERS.controller, ...STATUS_WRITERS.api, ...STATUS_WRITERS.webhooks];
     expect(new Set(all).size).toBe(all.length);
     expect([...all].sort()).toEqual(Object.keys(sessionStatusSchema.shape).sort());
   });
@@ -13,5 +13,6 @@ describe('status ownership', () => {
     expect(statusPatch({ phase: 'Running', solved: true, solvedAt: '2030-01-01T10:00:00Z' }, { phase: 'Running' })).toBeUndefined();
     expect(statusPatch({ phase: 'Running' }, { phase: 'Running', solved: false })).toBeUndefined();
     expect(statusPatch({ phase: 'Running', solved: true }, { phase: 'Failed' })).toEqual({ phase: 'Failed' });
+    expect(statusPatch({ phase: 'Running', solvedBy: { user: 'a' }, solveReportedAt: '2030-01-01T10:00:00Z' }, { phase: 'Running' })).toBeUndefined();
   });
 });
