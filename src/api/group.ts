@@ -20,8 +20,11 @@ export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'challenge-engine';
 /** Hash of the desired spec of a child object; equal hash means nothing to write. */
 export const ANNOTATION_SPEC_HASH = `${GROUP}/spec-hash`;
-/** Hash of the nonce of the session's one open access link (see src/access/tokens.ts); removed when used. */
-export const ANNOTATION_ACCESS_TICKET = `${GROUP}/access-ticket`;
+/**
+ * Prefix of the annotations that hold, per player (`<prefix><user hash>`), the hash of the nonce
+ * of that player's one open access link (see src/access/tokens.ts); removed when used.
+ */
+export const ANNOTATION_ACCESS_TICKET_PREFIX = `${GROUP}/access-ticket-`;
 export const ANNOTATION_CHALLENGE_GENERATION = `${GROUP}/challenge-generation`;
 
 /** On a pool instance's session only: the Challenge it is kept warm for (unclaimed or claimed). */

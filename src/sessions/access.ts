@@ -1,9 +1,10 @@
-import { ANNOTATION_ACCESS_TICKET } from '../api/group.js';
+import { ANNOTATION_ACCESS_TICKET_PREFIX } from '../api/group.js';
 import type { ChallengeSession } from '../api/session.js';
 import { checkCookie, checkTicket, issueCookie, issueTicket } from '../access/tokens.js';
 import { classifyError } from '../kube/errors.js';
 import { effectiveRuntime } from '../reconcile/runtime.js';
 import { creationTime, lifetimeMs } from '../reconcile/expiry.js';
+import { userHash } from '../reconcile/names.js';
 import { challengeOf, visibleSession, type PlayerDeps } from './deps.js';
 import { DomainError, type AccessDecision, type AccessRequest, type Caller } from './types.js';
 
@@ -40,11 +41,18 @@ export async function openLink(d: PlayerDeps, a: AccessOptions, caller: Caller, 
   if (!endpoint?.externalHost || !endpoint.url) throw new DomainError('Invalid', port ? `session ${id} publishes no http port named ${port}` : `session ${id} publishes no http port`);
   const uid = s.metadata.uid ?? '';
   const ticket = issueTicket(a.key, endpoint.externalHost, uid, d.now(), TICKET_TTL_SECONDS);
-  // A new link replaces the previous one: only the nonce recorded last can be used.
-  d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: ticket.nonceHash } } }));
-  await d.waits.untilWritten(id, uid, (c) => c.metadata.annotations?.[ANNOTATION_ACCESS_TICKET] === ticket.nonceHash);
+  // A player's new link replaces their previous one (only the nonce they recorded last can be
+  // used); other members of a team keep theirs.
+  const key = ticketAnnotation(caller.user);
+  d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, id, { metadata: { annotations: { [key]: ticket.nonceHash } } }));
+  await d.waits.untilWritten(id, uid, (c) => c.metadata.annotations?.[key] === ticket.nonceHash);
   d.log.info({ session: id }, 'Issued an access link');
   return { url: `${endpoint.url}${OPEN_PATH}?ticket=${encodeURIComponent(ticket.token)}`, expiresAt: ticket.expiresAt.toISOString() };
+}
+
+/** The annotation holding `user`'s open link on a session. */
+export function ticketAnnotation(user: string): string {
+  return `${ANNOTATION_ACCESS_TICKET_PREFIX}${userHash(user)}`;
 }
 
 const HOST = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -102,15 +110,17 @@ function latestEnd(d: PlayerDeps, s: ChallengeSession): Date {
 }
 
 /**
- * Removes the ticket's nonce from the session, over the resourceVersion read, so that of two
- * opens of one link (on any replicas) exactly one succeeds.
+ * Removes the ticket's nonce from the session (whichever player's annotation holds it), over the
+ * resourceVersion read, so that of two opens of one link (on any replicas) exactly one succeeds.
  */
 async function consumeTicket(d: PlayerDeps, session: ChallengeSession, nonceHash: string): Promise<boolean> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const live = await d.live.session(session.metadata.name);
-    if (!live || live.metadata.uid !== session.metadata.uid || live.metadata.annotations?.[ANNOTATION_ACCESS_TICKET] !== nonceHash) return false;
+    if (!live || live.metadata.uid !== session.metadata.uid) return false;
+    const key = Object.entries(live.metadata.annotations ?? {}).find(([k, v]) => k.startsWith(ANNOTATION_ACCESS_TICKET_PREFIX) && v === nonceHash)?.[0];
+    if (key === undefined) return false;
     try {
-      d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, live.metadata.name, { metadata: { annotations: { [ANNOTATION_ACCESS_TICKET]: null } } }, live.metadata.resourceVersion));
+      d.caches.assumeSession(await d.writer.patchSessionMetadata(d.caches.namespace, live.metadata.name, { metadata: { annotations: { [key]: null } } }, live.metadata.resourceVersion));
       return true;
     } catch (err) {
       const kind = classifyError(err).kind;

@@ -1,11 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { ANNOTATION_ACCESS_TICKET } from '../../../src/api/group.js';
 import type { ChallengeSession } from '../../../src/api/session.js';
 import { accessKey, issueCookie } from '../../../src/access/tokens.js';
 import type { LiveReads } from '../../../src/kube/live-reads.js';
 import { createRecorder } from '../../../src/kube/recorder.js';
 import { createMetrics } from '../../../src/metrics.js';
-import { authorize, cookieName, normaliseHost, openLink, readCookie, type AccessOptions } from '../../../src/sessions/access.js';
+import { authorize, cookieName, normaliseHost, openLink, readCookie, ticketAnnotation, type AccessOptions } from '../../../src/sessions/access.js';
 import type { PlayerDeps } from '../../../src/sessions/deps.js';
 import { SessionWaits } from '../../../src/sessions/read-your-writes.js';
 import { apiError, memoryCaches, RecordingWriter, silentLog } from '../../support/memory.js';
@@ -62,11 +61,11 @@ describe('openLink and authorize', () => {
     const h = harness();
     const link = await openLink(h.d, h.a, ALICE, 's-a');
     expect(link.url.startsWith(`https://${HOST_A}/.challenge-engine/open?ticket=`)).toBe(true);
-    expect(h.server.get('s-a')?.metadata.annotations?.[ANNOTATION_ACCESS_TICKET]).toBeDefined();
+    expect(h.server.get('s-a')?.metadata.annotations?.[ticketAnnotation(ALICE.user)]).toBeDefined();
     const first = await h.open(`${HOST_A}:443`, openUri(link.url));
     expect(first).toMatchObject({ allow: false, status: 302, location: `https://${HOST_A}/`, cookie: { name: '__Host-challenge-engine-access', secure: true } });
     if (first.allow || first.status !== 302) throw new Error('no cookie');
-    expect(h.server.get('s-a')?.metadata.annotations?.[ANNOTATION_ACCESS_TICKET]).toBeUndefined();
+    expect(h.server.get('s-a')?.metadata.annotations?.[ticketAnnotation(ALICE.user)]).toBeUndefined();
     const cookie = `other=1; ${first.cookie.name}=${first.cookie.value}`;
     expect(await h.open(HOST_A, '/notes', cookie)).toEqual({ allow: true });
     // The link works once.

@@ -164,6 +164,20 @@ describe('using a team-owned instance', () => {
     expect(await h.open(HOST, '/')).toMatchObject({ status: 403, why: 'not-yours' });
   });
 
+  it('two members asking for links at once each get one that works; a member\'s newer link replaces only their own', async () => {
+    const { h, id } = await spawned();
+    h.running(id, HOST);
+    const uri = (url: string) => `${new URL(url).pathname}${new URL(url).search}`;
+    const annOld = await h.service.openLink(RED_A, id);
+    const [ann, ben] = await Promise.all([h.service.openLink(RED_A, id), h.service.openLink(RED_B, id)]);
+    // Ann's first link was replaced by her second; Ben's link did not replace Ann's.
+    expect(await h.open(HOST, uri(annOld.url))).toMatchObject({ status: 403, why: 'bad-link' });
+    expect(await h.open(HOST, uri(ben.url))).toMatchObject({ status: 302 });
+    expect(await h.open(HOST, uri(ann.url))).toMatchObject({ status: 302 });
+    // Each works once.
+    expect(await h.open(HOST, uri(ben.url))).toMatchObject({ status: 403, why: 'bad-link' });
+  });
+
   it('refuses a token without a team on every call about it, and a spawn of a team challenge, without a write', async () => {
     const { h, id } = await spawned();
     h.running(id, HOST);
