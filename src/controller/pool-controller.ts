@@ -4,7 +4,7 @@ import { ANNOTATION_CLAIMED_AT } from '../api/group.js';
 import { classifyError } from '../kube/errors.js';
 import type { Writer } from '../kube/writes.js';
 import type { Metrics } from '../metrics.js';
-import type { Caches } from '../read-model/caches.js';
+import type { Caches, Raw } from '../read-model/caches.js';
 import { desiredPoolInstance, isClaimable, planPool, poolInstanceName, poolSize } from '../reconcile/pool.js';
 import { WorkQueue } from './workqueue.js';
 
@@ -37,9 +37,10 @@ const DEFAULT_MAX_CREATE = 10;
  */
 const REFILL_PACE_MS = 500;
 /**
- * A refill starts once no instance of any challenge has been claimed for this long: claims come
- * in bursts (the opening of a CTF), and each refill costs the apiserver a create and the
- * instance's provisioning, which would queue in front of the claims and their publishing.
+ * A refill starts once no instance of any challenge has been claimed for this long and every
+ * claim is published (status.claimedAt): claims come in bursts (the opening of a CTF), and each
+ * refill costs the apiserver a create and the instance's provisioning, which would queue in front
+ * of the claims and of their publishing.
  */
 const REFILL_QUIET_MS = 1_000;
 /**
@@ -47,6 +48,8 @@ const REFILL_QUIET_MS = 1_000;
  * again, so a steady stream of claims slows refills down instead of stopping them.
  */
 const REFILL_MAX_WAIT_MS = 10_000;
+/** A claim older than this no longer holds refills back, published or not. */
+const PUBLISH_HOLD_MS = 30_000;
 
 /** How long a created instance counts as pending while the cache does not show it. */
 const EXPECTATION_MS = 30_000;
@@ -64,20 +67,38 @@ export class PoolController {
   private lastClaim = 0;
   /** Since when each challenge's refill has been held back by claims. */
   private readonly heldSince = new Map<string, number>();
+  /** Claimed instances the controller has not published yet (status.claimedAt), with their claim time. */
+  private readonly unpublished = new Map<string, number>();
   private resync: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: PoolControllerOptions) {
     const challengeOf = (obj: { spec?: { challenge?: unknown; pool?: unknown } }) => {
       if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string') this.queue?.add(obj.spec.challenge);
     };
-    o.caches.sessions.on('add', challengeOf);
-    o.caches.sessions.on('update', (obj, old) => {
-      // A claim: every refill waits until claims pause (see REFILL_QUIET_MS).
-      const claimed = (s: unknown) => (s as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations?.[ANNOTATION_CLAIMED_AT] !== undefined;
-      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string' && claimed(obj) && !claimed(old)) this.lastClaim = Date.now();
+    type Seen = { metadata?: { name?: string; annotations?: Record<string, string> }; status?: { claimedAt?: unknown } };
+    const claimAt = (s: unknown) => (s as Seen | undefined)?.metadata?.annotations?.[ANNOTATION_CLAIMED_AT];
+    // Claims the controller has yet to publish: refills wait for them too (see REFILL_QUIET_MS).
+    const track = (obj: Raw) => {
+      const name = obj.metadata?.name;
+      const at = claimAt(obj);
+      if (!name || obj.spec?.pool !== true) return;
+      if (at !== undefined && (obj as Seen).status?.claimedAt !== at) this.unpublished.set(name, Date.parse(at) || Date.now());
+      else this.unpublished.delete(name);
+    };
+    o.caches.sessions.on('add', (obj) => {
+      track(obj);
       challengeOf(obj);
     });
-    o.caches.sessions.on('delete', challengeOf);
+    o.caches.sessions.on('update', (obj, old) => {
+      // A claim: every refill waits until claims pause and are published (see REFILL_QUIET_MS).
+      if (obj.spec?.pool === true && typeof obj.spec.challenge === 'string' && claimAt(obj) !== undefined && claimAt(old) === undefined) this.lastClaim = Date.now();
+      track(obj);
+      challengeOf(obj);
+    });
+    o.caches.sessions.on('delete', (obj) => {
+      if (obj.metadata?.name) this.unpublished.delete(obj.metadata.name);
+      challengeOf(obj);
+    });
     const byName = (obj: { metadata?: { name?: string } }) => {
       if (obj.metadata?.name) this.queue?.add(obj.metadata.name);
     };
@@ -154,9 +175,10 @@ export class PoolController {
       const quietMs = this.o.refillQuietMs ?? REFILL_QUIET_MS;
       const sinceClaim = now - this.lastClaim;
       const held = this.heldSince.get(name) ?? now;
-      if (sinceClaim < quietMs && now - held < (this.o.refillMaxWaitMs ?? REFILL_MAX_WAIT_MS)) {
+      const publishing = this.publishing(now);
+      if ((sinceClaim < quietMs || publishing) && now - held < (this.o.refillMaxWaitMs ?? REFILL_MAX_WAIT_MS)) {
         this.heldSince.set(name, held);
-        return { requeueAfterMs: quietMs - sinceClaim };
+        return { requeueAfterMs: Math.max(100, quietMs - sinceClaim) };
       }
       this.heldSince.delete(name);
     }
@@ -165,6 +187,15 @@ export class PoolController {
     // Created ones show in the cache (and re-queue this key) as their watch events arrive; a
     // full batch may not be the end of the shortfall.
     return plan.create === max ? { requeueAfterMs: REFILL_PACE_MS } : {};
+  }
+
+  /** Whether claims made lately still wait to be published (older ones, e.g. of a broken instance, do not hold refills). */
+  private publishing(now: number): boolean {
+    for (const [name, at] of this.unpublished) {
+      if (now - at < PUBLISH_HOLD_MS) return true;
+      this.unpublished.delete(name);
+    }
+    return false;
   }
 
   /** Created instances of `challenge` the cache does not show yet (expired expectations dropped). */
