@@ -8,6 +8,14 @@ import { DURATION_PATTERN, parseDuration } from './api/duration.js';
  * reported by name in one error, so a misconfigured deployment fails at start with a clear message.
  */
 
+/**
+ * Reconciles at once. They wait on the apiserver far more than they compute: a burst of claims
+ * from the API's connections needs about as many publishing reconciles in flight to keep up
+ * (docs/benchmarks.md, "Warm pools: the claim floor and publishing": with 16, claims
+ * waited 9 s to be published).
+ */
+export const DEFAULT_RECONCILE_CONCURRENCY = 64;
+
 const selector = z
   .string()
   .regex(/^([A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)(,[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)*$/, 'must be key=value[,key=value...]');
@@ -94,7 +102,7 @@ const envSchema = z.object({
     .refine((v) => (parseDuration(v) ?? 0) >= 1000, 'must be at least 1s')
     .default('10m'),
   CTF_INSTANCE_OWNER: z.enum(OWNER_MODES, 'must be user or team').default('user'),
-  CTF_RECONCILE_CONCURRENCY: int(1, 256).default(16),
+  CTF_RECONCILE_CONCURRENCY: int(1, 256).default(DEFAULT_RECONCILE_CONCURRENCY),
   CTF_RESYNC_SECONDS: int(1, 86_400).default(600),
   CTF_WATCH_TIMEOUT_SECONDS: int(5, 3600).optional(),
   CTF_WATCH_STALL_SECONDS: int(2, 7200).optional(),

@@ -1,4 +1,5 @@
 import { challengeSchema } from '../../src/api/challenge.js';
+import { DEFAULT_RECONCILE_CONCURRENCY } from '../../src/config.js';
 import { GROUP, SESSION_PLURAL, VERSION } from '../../src/api/group.js';
 import { deriveFlag } from '../../src/flags/derive.js';
 import { DEFAULT_NETWORK_OPTIONS, DEFAULT_POD_DEFAULTS, desiredFlagSecret, desiredPod, desiredService, desiredSessionPolicy, runtimeOf, withSpecHash, type ChallengeRuntime } from '../../src/reconcile/index.js';
@@ -97,7 +98,7 @@ export async function spawnScenario(ctx: BenchContext): Promise<ScenarioResult> 
       'challenges per user': CHALLENGES_PER_USER,
       concurrency: connections,
       CTF_MAX_SESSIONS_PER_USER: CHALLENGES_PER_USER,
-      CTF_RECONCILE_CONCURRENCY: '16 (default)',
+      CTF_RECONCILE_CONCURRENCY: process.env.CTF_RECONCILE_CONCURRENCY ?? `${DEFAULT_RECONCILE_CONCURRENCY} (default)`,
     },
     notes: [
       `Each of the ${users} users spawns each of ${CHALLENGES_PER_USER} challenges (the four samples and a renamed copy of one) once, so the engine-wide per-user limit is raised from 3 to ${CHALLENGES_PER_USER} for this scenario (CTF_MAX_SESSIONS_PER_USER=${CHALLENGES_PER_USER}). Requests go round-robin over users, so a user's five spawns are spread over the run.`,
