@@ -51,10 +51,15 @@ export class QueuePositions {
     // The leader has not admitted it yet though this cache sees room: it is next.
     const next = stored ? { position: 1, ahead: 0, reason: stored } : undefined;
     if (!isWaiting(session)) return undefined;
-    if (this.maxInstances === undefined && this.cap(session.spec.challenge) === undefined && this.unschedulable.size === 0) return next;
+    if (!this.limits(session.spec.challenge)) return next;
     const d = this.decisions().get(session.metadata.name);
     if (!d || d.admitted) return next;
     return { position: d.position, ahead: d.ahead, reason: d.reason };
+  }
+
+  /** Whether spawns of `challenge` can queue at all: a cap applies, or a Pod cannot be scheduled. */
+  limits(challenge: string): boolean {
+    return this.maxInstances !== undefined || this.cap(challenge) !== undefined || this.unschedulable.size > 0;
   }
 
   private cap(challenge: string): number | undefined {

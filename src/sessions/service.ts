@@ -54,6 +54,8 @@ export class KubeSessionService implements SessionService {
   private readonly flags: FlagIndex;
   private readonly access: AccessOptions;
   private readonly queue: QueuePositions;
+  /** Spawns this replica is answering, in the order they came. */
+  private readonly spawnsInFlight = new Set<Promise<unknown>>();
   private apiserverOkUntil = 0;
 
   constructor(private readonly o: ServiceOptions) {
@@ -88,8 +90,19 @@ export class KubeSessionService implements SessionService {
   }
 
   async spawn(caller: Caller, challenge: string): Promise<{ created: boolean; session: SessionView }> {
-    const out = await spawnSession(this.d, this.o.maxSessionsPerUser, caller, challenge);
-    return { created: out.created, session: this.view(out.session) };
+    const earlier = [...this.spawnsInFlight];
+    const work = spawnSession(this.d, this.o.maxSessionsPerUser, caller, challenge);
+    this.spawnsInFlight.add(work);
+    try {
+      const out = await work;
+      // Spawns this replica took first are ahead of this one in the queue: until they show in
+      // the cache, the place computed would leave them out (and say this one starts now).
+      if (earlier.length > 0 && this.queue.limits(challenge)) await settledWithin(earlier, EARLIER_SPAWNS_WAIT_MS);
+      const cached = this.d.waits.cached(out.session.metadata.name);
+      return { created: out.created, session: this.view(cached && cached.metadata.uid === out.session.metadata.uid ? cached : out.session) };
+    } finally {
+      this.spawnsInFlight.delete(work);
+    }
   }
 
   list(caller: Caller, all = false): SessionView[] {
@@ -162,4 +175,14 @@ export class KubeSessionService implements SessionService {
       return false;
     }
   }
+}
+
+/** How long a spawn's answer waits for the spawns that came before it on this replica. */
+const EARLIER_SPAWNS_WAIT_MS = 2_000;
+
+/** Resolves once every promise has settled, or after `ms`. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

@@ -5,6 +5,7 @@ import { QueuePositions } from '../../../src/sessions/queue.js';
 import { sessionView } from '../../../src/sessions/views.js';
 import { memoryCaches } from '../../support/memory.js';
 import { NAMESPACE, session, webChallenge } from '../reconcile/fixtures.js';
+import { BLUE, LONER, teamHarness } from './team-harness.js';
 
 /** Queue places as any replica's API computes them from its cache. */
 
@@ -44,5 +45,20 @@ describe('QueuePositions', () => {
     expect(q.place(free)).toEqual({ position: 1, ahead: 0, reason: 'ClusterFull' });
     const admitted = put(mem, 's-c', '2030-01-01T09:00:00.000Z', { phase: 'Running', admittedAt: '2030-01-01T09:00:00.000Z' });
     expect(q.place(admitted)).toBeUndefined();
+  });
+
+  it('answers a spawn with its place behind spawns this replica took first but has not cached yet', async () => {
+    let ms = Date.parse('2030-01-01T10:05:00Z');
+    const h = teamHarness('user', { maxInstances: 1, now: () => new Date((ms += 10)) });
+    // The first spawn's create is slow to come back: the second's answer is ready first.
+    const create = h.writer.createSession.bind(h.writer);
+    let creates = 0;
+    h.writer.createSession = async (ns, body) => {
+      if (creates++ === 0) await new Promise((r) => setTimeout(r, 50));
+      return create(ns, body);
+    };
+    const [first, second] = await Promise.all([h.service.spawn(LONER, 'pwn-echo'), h.service.spawn(BLUE, 'pwn-echo')]);
+    expect(first.session.queue).toBeUndefined();
+    expect(second.session).toMatchObject({ phase: 'Queued', queue: { position: 1, ahead: 0, reason: 'EngineCapacity' } });
   });
 });

@@ -33,7 +33,7 @@ export function teamChallenge(name: string): Challenge {
 
 const nameOf = (w: Write) => w.target.split(' ')[1] ?? '';
 
-export function teamHarness(instanceOwner: OwnerMode = 'user') {
+export function teamHarness(instanceOwner: OwnerMode = 'user', opts: { maxInstances?: number; now?: () => Date } = {}) {
   const mem = memoryCaches(NAMESPACE);
   const writer = new RecordingWriter();
   const server = new Map<string, ChallengeSession>();
@@ -86,7 +86,8 @@ export function teamHarness(instanceOwner: OwnerMode = 'user') {
     flagKey: FLAG_KEY,
     maxSessionsPerUser: LIMIT,
     instanceOwner,
-    now: () => NOW,
+    maxInstances: opts.maxInstances,
+    now: opts.now ?? (() => NOW),
     publicHttp: { scheme: 'https', port: 443 },
   });
   mem.challenges.put(webChallenge({ owner: 'team' }));
