@@ -207,6 +207,8 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
       if (old === obj || (old && old.metadata?.resourceVersion === obj.metadata?.resourceVersion)) continue;
       this.store.set(key, obj);
     }
+    // What the list holds replaces what was assumed before it.
+    for (const [key, held] of this.assumed) if (listed === undefined || held <= listed) this.assumed.delete(key);
     this.resourceVersion = rv;
     this.lastRelist = Date.now();
     this.opts.onRelist?.();
