@@ -10,15 +10,58 @@ export type PoolSource = () => Iterable<{ challenge: string; size: number; ready
 /** Queued sessions by reason (QueueReason), as a cache shows them. */
 export type QueueSource = () => Iterable<{ reason: string }>;
 
+/**
+ * A gauge computed at scrape time from a source given later (the informer cache), so it is always
+ * exact and costs nothing between scrapes; `fill` sets its values from the source's items.
+ */
+function sourcedGauge<T>(registers: Registry[], o: { name: string; help: string; labelNames: string[] }, fill: (gauge: Gauge, items: Iterable<T>) => void) {
+  let source: (() => Iterable<T>) | undefined;
+  const gauge = new Gauge({
+    ...o,
+    registers,
+    collect() {
+      if (!source) return;
+      this.reset();
+      fill(this, source());
+    },
+  });
+  return { gauge, setSource: (s: () => Iterable<T>) => void (source = s) };
+}
+
+/** Sets `gauge` to the number of items per label set `labels` gives. */
+function countInto<T>(gauge: Gauge, items: Iterable<T>, labels: (item: T) => Record<string, string>): void {
+  const counts = new Map<string, { labels: Record<string, string>; n: number }>();
+  for (const item of items) {
+    const l = labels(item);
+    const key = Object.values(l).join('\u0000');
+    const c = counts.get(key);
+    if (c) c.n++;
+    else counts.set(key, { labels: l, n: 1 });
+  }
+  for (const { labels: l, n } of counts.values()) gauge.set(l, n);
+}
+
 export function createMetrics() {
   const registry = new Registry();
-  // Sessions by challenge and phase are counted from the cache at scrape time, so the gauge is
-  // always exact and costs nothing between scrapes.
-  let sessionSource: SessionSource | undefined;
-  let poolSource: PoolSource | undefined;
-  let queueSource: QueueSource | undefined;
   collectDefaultMetrics({ register: registry });
   const r = [registry];
+  const sessions = sourcedGauge<{ challenge: string; phase: string }>(r, { name: 'challenge_engine_sessions', help: 'Sessions by challenge and phase', labelNames: ['challenge', 'phase'] }, (g, items) =>
+    countInto(g, items, (s) => ({ challenge: s.challenge, phase: s.phase })),
+  );
+  const pool = sourcedGauge<{ challenge: string; size: number; ready: number; starting: number }>(
+    r,
+    { name: 'challenge_engine_pool_instances', help: 'Unclaimed warm pool instances by challenge and state (ready: claimable; starting: not ready yet; target: spec.pool.size)', labelNames: ['challenge', 'state'] },
+    (g, items) => {
+      for (const p of items) {
+        g.set({ challenge: p.challenge, state: 'target' }, p.size);
+        g.set({ challenge: p.challenge, state: 'ready' }, p.ready);
+        g.set({ challenge: p.challenge, state: 'starting' }, p.starting);
+      }
+    },
+  );
+  const queued = sourcedGauge<{ reason: string }>(r, { name: 'challenge_engine_sessions_queued', help: 'Sessions waiting in the first-come queue, by reason (EngineCapacity, ChallengeCapacity, ClusterFull)', labelNames: ['reason'] }, (g, items) =>
+    countInto(g, items, (q) => ({ reason: q.reason })),
+  );
   return {
     registry,
     reconcileTotal: new Counter({ name: 'controller_runtime_reconcile_total', help: 'Total reconciliations per controller and result', labelNames: ['controller', 'result'], registers: r }),
@@ -51,47 +94,15 @@ export function createMetrics() {
     informerRelists: new Counter({ name: 'challenge_engine_informer_relists_total', help: 'Full relists per informer', labelNames: ['informer'], registers: r }),
     informerErrors: new Counter({ name: 'challenge_engine_informer_errors_total', help: 'Watch failures per informer', labelNames: ['informer'], registers: r }),
     cacheStale: new Counter({ name: 'challenge_engine_cache_stale_total', help: 'Cached objects found behind the apiserver (watch events lost), by informer; the cache relists to repair them', labelNames: ['informer'], registers: r }),
-    sessions: new Gauge({
-      name: 'challenge_engine_sessions',
-      help: 'Sessions by challenge and phase',
-      labelNames: ['challenge', 'phase'],
-      registers: r,
-      collect() {
-        if (!sessionSource) return;
-        const counts = new Map<string, number>();
-        for (const s of sessionSource()) {
-          const key = `${s.challenge}\u0000${s.phase}`;
-          counts.set(key, (counts.get(key) ?? 0) + 1);
-        }
-        this.reset();
-        for (const [key, n] of counts) {
-          const [challenge = '', phase = ''] = key.split('\u0000');
-          this.set({ challenge, phase }, n);
-        }
-      },
-    }),
+    sessions: sessions.gauge,
     /** Where the sessions gauge counts from (the informer cache). */
     setSessionSource(source: SessionSource): void {
-      sessionSource = source;
+      sessions.setSource(source);
     },
-    pool: new Gauge({
-      name: 'challenge_engine_pool_instances',
-      help: 'Unclaimed warm pool instances by challenge and state (ready: claimable; starting: not ready yet; target: spec.pool.size)',
-      labelNames: ['challenge', 'state'],
-      registers: r,
-      collect() {
-        if (!poolSource) return;
-        this.reset();
-        for (const p of poolSource()) {
-          this.set({ challenge: p.challenge, state: 'target' }, p.size);
-          this.set({ challenge: p.challenge, state: 'ready' }, p.ready);
-          this.set({ challenge: p.challenge, state: 'starting' }, p.starting);
-        }
-      },
-    }),
+    pool: pool.gauge,
     /** Where the pool gauge counts from (the informer cache). */
     setPoolSource(source: PoolSource): void {
-      poolSource = source;
+      pool.setSource(source);
     },
     poolClaims: new Counter({
       name: 'challenge_engine_pool_claims_total',
@@ -111,22 +122,10 @@ export function createMetrics() {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
       registers: r,
     }),
-    queued: new Gauge({
-      name: 'challenge_engine_sessions_queued',
-      help: 'Sessions waiting in the first-come queue, by reason (EngineCapacity, ChallengeCapacity, ClusterFull)',
-      labelNames: ['reason'],
-      registers: r,
-      collect() {
-        if (!queueSource) return;
-        const counts = new Map<string, number>();
-        for (const q of queueSource()) counts.set(q.reason, (counts.get(q.reason) ?? 0) + 1);
-        this.reset();
-        for (const [reason, n] of counts) this.set({ reason }, n);
-      },
-    }),
+    queued: queued.gauge,
     /** Where the queued gauge counts from (the informer cache). */
     setQueueSource(source: QueueSource): void {
-      queueSource = source;
+      queued.setSource(source);
     },
     queueWait: new Histogram({
       name: 'challenge_engine_queue_wait_seconds',
