@@ -147,12 +147,14 @@ export class Informer<T extends ObjectMetaLike> implements WatchedCache<T> {
    * cache). Only when its revision is past everything the watch has delivered: otherwise the
    * store already holds it or something later (a deletion included), and storing it would bring
    * back an older state. Until the watch catches up, its older events for that key are skipped.
+   * Takes `obj` over (it is trimmed in place, as a watched object is): callers hand in an answer
+   * they only read afterwards.
    */
   assume(obj: T): boolean {
     const rv = revision(obj);
     const seen = revision({ metadata: { resourceVersion: this.resourceVersion } });
     if (rv === undefined || seen === undefined || rv <= seen || !this.synced) return false;
-    const trimmed = this.trim(structuredClone(obj));
+    const trimmed = this.trim(obj);
     const key = objectKey(trimmed);
     const held = this.assumed.get(key);
     if (held !== undefined && held >= rv) return false;

@@ -28,12 +28,17 @@ export interface SolveEvent {
   solvedAt: string;
 }
 
+/** The id of a session's solve event: one per session (its uid), whoever solved it. */
+export function solveEventId(s: Pick<ChallengeSession, 'metadata'>): string {
+  return `solve-${s.metadata.uid ?? s.metadata.name}`;
+}
+
 export function solveEvent(s: ChallengeSession, solvedBy: { user: string; team?: string }, solvedAt: string): SolveEvent {
   const player = sessionPlayer(s);
   if (!player) throw new Error(`session ${s.metadata.name} has no player`);
   const owner = player.owner;
   return {
-    id: `solve-${s.metadata.uid ?? s.metadata.name}`,
+    id: solveEventId(s),
     type: 'solve',
     session: s.metadata.name,
     challenge: s.spec.challenge,
@@ -73,8 +78,8 @@ export function unrecordedSolves(sessions: Iterable<ChallengeSession>, pending: 
   for (const s of sessions) {
     const st = s.status;
     if (!st?.solved || !st.solvedBy || !st.solvedAt || st.solveReportedAt || !sessionPlayer(s)) continue;
-    const event = solveEvent(s, st.solvedBy, st.solvedAt);
-    if (!pending.has(event.id) && !delivered.has(event.id)) out.push(event);
+    const id = solveEventId(s);
+    if (!pending.has(id) && !delivered.has(id)) out.push(solveEvent(s, st.solvedBy, st.solvedAt));
   }
   return out;
 }

@@ -6,7 +6,7 @@ import type { Kube } from '../kube/client.js';
 import type { Writer } from '../kube/writes.js';
 import { EventReason } from '../reconcile/reasons.js';
 import type { Caches } from '../read-model/caches.js';
-import { backoffMs, EVENT_ID_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, unrecordedSolves, type SolveEvent } from './events.js';
+import { backoffMs, EVENT_ID_HEADER, sign, SIGNATURE_HEADER, solveEventId, TIMESTAMP_HEADER, unrecordedSolves, type SolveEvent } from './events.js';
 
 /*
  * The webhook outbox lives in the cluster: one ConfigMap per event (`webhook-<event id>`), with
@@ -40,6 +40,17 @@ export function outboxEntry(namespace: string, event: SolveEvent): V1ConfigMap {
     metadata: { name: outboxName(event), namespace, labels: { [LABEL_OUTBOX]: OUTBOX_WEBHOOK }, annotations: { [ANNOTATION_ATTEMPTS]: '0' } },
     data: { 'event.json': JSON.stringify(event) },
   };
+}
+
+/** The event an outbox entry holds; undefined when it holds none that parses. */
+function eventOf(cm: V1ConfigMap): SolveEvent | undefined {
+  const body = cm.data?.['event.json'];
+  if (!body) return undefined;
+  try {
+    return JSON.parse(body) as SolveEvent;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Records an event for delivery; an entry already there (the same event) is left alone. */
@@ -116,10 +127,11 @@ export class WebhookDelivery {
   private async recordMissing(entries: V1ConfigMap[], now: Date): Promise<void> {
     if (!this.o.caches) return;
     for (const [id, at] of this.delivered) if (now.getTime() - at > DELIVERED_MEMORY_MS) this.delivered.delete(id);
+    // Entries are found by the event id they carry, as delivery reads it.
     const pending = new Set<string>();
     for (const cm of entries) {
-      const name = cm.metadata?.name ?? '';
-      if (name.startsWith('webhook-')) pending.add(name.slice('webhook-'.length));
+      const id = eventOf(cm)?.id;
+      if (id) pending.add(id);
     }
     for (const event of unrecordedSolves(this.o.caches.allSessions(), pending, new Set(this.delivered.keys()))) {
       await recordEvent(this.o.writer, this.o.namespace, event);
@@ -132,7 +144,7 @@ export class WebhookDelivery {
     this.delivered.set(event.id, now.getTime());
     const cached = this.o.caches?.session(event.session);
     const s = cached?.ok ? cached.value : undefined;
-    if (!s || `solve-${s.metadata.uid}` !== event.id || !s.status?.solvedBy || s.status.solveReportedAt) return;
+    if (!s || solveEventId(s) !== event.id || !s.status?.solvedBy || s.status.solveReportedAt) return;
     await this.o.writer.patchSessionStatus(this.o.namespace, event.session, { solveReportedAt: now.toISOString() }).catch((err: unknown) => {
       if (classifyError(err).kind !== 'NotFound') throw err;
     });
@@ -141,8 +153,8 @@ export class WebhookDelivery {
   private async deliver(cm: V1ConfigMap, now: Date, refused: string | undefined): Promise<void> {
     const name = cm.metadata?.name ?? '';
     const body = cm.data?.['event.json'];
-    if (!body) return;
-    const event = JSON.parse(body) as SolveEvent;
+    const event = eventOf(cm);
+    if (!body || !event) return;
     const ts = Math.floor(now.getTime() / 1000);
     let failure = refused ? `delivery refused: ${refused}` : undefined;
     if (!failure) {
