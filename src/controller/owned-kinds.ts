@@ -1,4 +1,4 @@
-import type { KubernetesObject, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1ContainerStatus, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_SPEC_HASH, LABEL_SESSION } from '../api/group.js';
 import type { ChallengeSession } from '../api/session.js';
 import type { Cache } from '../read-model/store.js';
@@ -9,6 +9,7 @@ import { desiredPod, type PodDefaults } from '../reconcile/pod.js';
 import { desiredService } from '../reconcile/service.js';
 import type { RouteObject } from '../reconcile/routes.js';
 import { childNames } from '../reconcile/names.js';
+import { sharedStrings } from '../read-model/shared-strings.js';
 
 /**
  * What a ChallengeSession owns, declared once. The controller builds one watch per entry (with
@@ -71,13 +72,15 @@ export interface OwnedKind {
  */
 function essentialMetadata(meta: Owned['metadata']): NonNullable<Owned['metadata']> {
   if (!meta) return {};
-  const out: NonNullable<Owned['metadata']> = { name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion };
+  const out: NonNullable<Owned['metadata']> = { name: meta.name, namespace: sharedStrings.share(meta.namespace), uid: meta.uid, resourceVersion: meta.resourceVersion };
   const session = meta.labels?.[LABEL_SESSION];
   if (session !== undefined) out.labels = { [LABEL_SESSION]: session };
   const hash = meta.annotations?.[ANNOTATION_SPEC_HASH];
   if (hash !== undefined) out.annotations = { [ANNOTATION_SPEC_HASH]: hash };
+  // Of the controller reference only what ownership checks read (its apiVersion, kind and name
+  // are those of every session); typed as a full reference for KubernetesObject.
   const controller = meta.ownerReferences?.find((r) => r.controller);
-  if (controller) out.ownerReferences = [controller];
+  if (controller) out.ownerReferences = [{ uid: controller.uid, controller: true } as V1OwnerReference];
   if (meta.deletionTimestamp !== undefined) out.deletionTimestamp = meta.deletionTimestamp;
   return out;
 }
@@ -103,10 +106,12 @@ function podEssentials(pod: Owned): Owned {
       return w ? [{ name: c.name, state: { waiting: { reason: w.reason, message: w.message } } }] : [];
     });
   const slim = status && {
-    phase: status.phase,
-    reason: status.reason,
+    phase: sharedStrings.share(status.phase),
+    reason: sharedStrings.share(status.reason),
     message: status.message,
-    conditions: status.conditions?.filter((c) => POD_CONDITIONS.has(c.type)).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+    conditions: status.conditions
+      ?.filter((c) => POD_CONDITIONS.has(c.type))
+      .map((c) => ({ type: sharedStrings.share(c.type), status: sharedStrings.share(c.status), reason: sharedStrings.share(c.reason), message: c.message })),
     containerStatuses: waiting(status.containerStatuses),
     initContainerStatuses: waiting(status.initContainerStatuses),
   };

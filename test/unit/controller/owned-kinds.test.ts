@@ -33,7 +33,7 @@ describe('what the child caches keep', () => {
   it('keeps the metadata the controller reads and nothing else', () => {
     const svc = withMetadata({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's-a-0', namespace: 'ctf' }, spec: { ports: [{ port: 80 }] } } as Owned);
     expect(kind('services').trim(svc)).toEqual({
-      metadata: { name: 's-a-0', namespace: 'ctf', uid: 'child-uid', resourceVersion: '42', labels: { [LABEL_SESSION]: 's-a-0' }, annotations: { [ANNOTATION_SPEC_HASH]: 'abc' }, ownerReferences: [OWNER] },
+      metadata: { name: 's-a-0', namespace: 'ctf', uid: 'child-uid', resourceVersion: '42', labels: { [LABEL_SESSION]: 's-a-0' }, annotations: { [ANNOTATION_SPEC_HASH]: 'abc' }, ownerReferences: [{ uid: OWNER.uid, controller: true }] },
     });
   });
 
