@@ -74,7 +74,9 @@ export class EngineProcess {
       LOG_PRETTY: 'false',
       ...this.o.env,
     };
-    const prof = this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [];
+    // BENCH_ENGINE_NODE_ARGS: extra node/V8 flags for the engine alone (many V8 flags are refused in NODE_OPTIONS).
+    const extra = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const prof = [...extra, ...(this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [])];
     const args = this.o.tsxEntry ? [...prof, '--import', 'tsx', this.o.tsxEntry] : [...prof, join(REPO_ROOT, 'dist', 'main.js')];
     // Output goes straight to a file: a pipe the busy benchmark process drains late would
     // block the engine's synchronous stdout writes and distort what is measured.
