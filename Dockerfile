@@ -29,4 +29,5 @@ COPY package.json ./
 # Numeric, so runAsNonRoot can verify it without an /etc/passwd entry.
 USER 65532:65532
 EXPOSE 8080
-CMD ["node", "--enable-source-maps", "dist/main.js"]
+# V8 heap flags: see scripts/lib/engine-command.ts.
+CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=20", "dist/main.js"]

@@ -4,6 +4,7 @@ import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { REPO_ROOT, freePort } from '../../scripts/lib/control-plane.js';
+import { ENGINE_NODE_FLAGS } from '../../scripts/lib/engine-command.js';
 
 /**
  * The engine as a child process: `node dist/main.js` (built once by the runner) with its
@@ -74,9 +75,10 @@ export class EngineProcess {
       LOG_PRETTY: 'false',
       ...this.o.env,
     };
-    // BENCH_ENGINE_NODE_ARGS: extra node/V8 flags for the engine alone (many V8 flags are refused in NODE_OPTIONS).
+    // The flags the engine ships with, then BENCH_ENGINE_NODE_ARGS: node/V8 flags for the engine
+    // alone, to compare settings (many V8 flags are refused in NODE_OPTIONS; a later one wins).
     const extra = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const prof = [...extra, ...(this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [])];
+    const prof = [...ENGINE_NODE_FLAGS, ...extra, ...(this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [])];
     const args = this.o.tsxEntry ? [...prof, '--import', 'tsx', this.o.tsxEntry] : [...prof, join(REPO_ROOT, 'dist', 'main.js')];
     // Output goes straight to a file: a pipe the busy benchmark process drains late would
     // block the engine's synchronous stdout writes and distort what is measured.
