@@ -78,8 +78,8 @@ export class EngineProcess {
     // The flags the engine ships with, then BENCH_ENGINE_NODE_ARGS: node/V8 flags for the engine
     // alone, to compare settings (many V8 flags are refused in NODE_OPTIONS; a later one wins).
     const extra = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const prof = [...ENGINE_NODE_FLAGS, ...extra, ...(this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [])];
-    const args = this.o.tsxEntry ? [...prof, '--import', 'tsx', this.o.tsxEntry] : [...prof, join(REPO_ROOT, 'dist', 'main.js')];
+    const nodeArgs = [...ENGINE_NODE_FLAGS, ...extra, ...(this.o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.o.cpuProfileDir}`] : [])];
+    const args = this.o.tsxEntry ? [...nodeArgs, '--import', 'tsx', this.o.tsxEntry] : [...nodeArgs, join(REPO_ROOT, 'dist', 'main.js')];
     // Output goes straight to a file: a pipe the busy benchmark process drains late would
     // block the engine's synchronous stdout writes and distort what is measured.
     const log = await open(this.o.logFile, 'a');

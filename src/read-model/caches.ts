@@ -2,16 +2,13 @@ import type { Logger } from 'pino';
 import type { Kube } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
 import { pagedList } from '../kube/raw.js';
-import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL, LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_POOL } from '../api/group.js';
+import { GROUP, VERSION, CHALLENGE_PLURAL, SESSION_PLURAL } from '../api/group.js';
 import { challengeSchema, type Challenge } from '../api/challenge.js';
 import { isUnclaimedPool, sessionOwner, sessionSchema, type ChallengeSession } from '../api/session.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectMetaLike, WatchedCache } from './store.js';
 import { SharedSnapshots } from './shared-snapshots.js';
-import { shareSessionStrings, sharedStrings } from './shared-strings.js';
-
-/** Session labels whose values repeat across sessions (not the per-owner hashes or names). */
-const REPEATED_LABELS = [LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_POOL];
+import { shareSessionStrings } from './shared-strings.js';
 
 /**
  * The read model every replica keeps: informer caches of Challenges and ChallengeSessions in the
@@ -106,7 +103,7 @@ export class Caches {
     const snapshots = new SharedSnapshots();
     this.sessions = mk(SESSION_PLURAL, sessionSchema, (s) => {
       snapshots.share(s);
-      shareSessionStrings(s, sharedStrings, REPEATED_LABELS);
+      shareSessionStrings(s);
     });
     this.challenges = mk(CHALLENGE_PLURAL, challengeSchema);
     // A session's spec is immutable; a pool instance's owner moves once, when it is claimed.

@@ -1,3 +1,5 @@
+import { LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_POOL } from '../api/group.js';
+
 /**
  * One copy of the strings that cached objects repeat: every object arrives from JSON with its own
  * copy of its apiVersion, kind and namespace, its challenge's name, its phase and its condition
@@ -49,12 +51,15 @@ function shareEach(pool: StringPool, list: unknown, keys: readonly string[]): vo
 
 const CONDITION_KEYS = ['type', 'status', 'reason', 'message'] as const;
 
+/** Session labels whose values repeat across sessions (not the per-owner hashes or names). */
+const REPEATED_LABELS = [LABEL_CHALLENGE, LABEL_MANAGED_BY, LABEL_POOL];
+
 /**
  * Shares, in place, what a cached ChallengeSession repeats from its siblings: apiVersion, kind,
  * namespace, the values of the labels that name a challenge or a manager, the spec's challenge
  * and owner mode, the phase, the condition texts and the endpoints' port names and protocols.
  */
-export function shareSessionStrings(session: object, pool: StringPool = sharedStrings, repeatedLabels: readonly string[] = []): void {
+export function shareSessionStrings(session: object, pool: StringPool = sharedStrings, repeatedLabels: readonly string[] = REPEATED_LABELS): void {
   const s = session as Loose;
   shareKey(pool, s, 'apiVersion');
   shareKey(pool, s, 'kind');
