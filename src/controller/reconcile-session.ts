@@ -284,7 +284,8 @@ async function writeStatus(ctx: ReconcileContext, session: ChallengeSession, nex
     // A pool instance's readiness is a refill; a player's wait for a claimed one is claim-to-published.
     if (isPoolSession(session)) ctx.metrics.poolRefill.observe(seconds);
     else ctx.metrics.spawnToReady.observe(seconds);
-    ctx.events.normal(sessionRef(session), EventReason.Ready, 'Session is Running and ready');
+    // No Event: the Ready condition's lastTransitionTime and status.readyAt record the moment,
+    // and an Event here was one write in nine on every spawn's path to Running.
   }
   if (next.phase === 'Failed') {
     ctx.metrics.sessionsFailed.inc({ reason: ready?.reason ?? 'Unknown' });

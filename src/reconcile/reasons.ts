@@ -46,7 +46,6 @@ export type Reason = (typeof Reason)[keyof typeof Reason];
 export const EventReason = {
   /** Children created in one pass, named in the message. */
   Created: 'Created',
-  Ready: 'Ready',
   /** Egress allowlist entries inside forbidden ranges were left out. */
   EgressDropped: 'EgressDropped',
   /** A player submitted the flag of this session (the related object is theirs). */
