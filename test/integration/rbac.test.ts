@@ -362,7 +362,7 @@ describe('the engine running as that ServiceAccount', () => {
     await waitUntil('the engine\u2019s Events', async () => {
       const events = await admin.core.listNamespacedEvent({ namespace: NS });
       const reasons = new Set(events.items.filter((e) => e.reportingComponent === 'challenge-engine').map((e) => e.reason));
-      return ['Created', 'Ready', 'FlagShared'].every((r) => reasons.has(r));
+      return ['Created', 'FlagShared'].every((r) => reasons.has(r));
     });
 
     const forbidden = logs.raw.filter((l) => /forbidden/i.test(l));
