@@ -186,7 +186,9 @@ function quietStartMs(session: ChallengeSession, next: ReturnType<typeof compute
   const bornMs = born instanceof Date ? born.getTime() : typeof born === 'string' ? Date.parse(born) : Number.NaN;
   if (Number.isNaN(bornMs)) return undefined;
   const left = bornMs + FIRST_STATUS_GRACE_MS - now.getTime();
-  return left > 0 ? left : undefined;
+  // More than the grace left means this clock is behind the apiserver's: write rather than wait
+  // for the clocks to agree.
+  return left > 0 && left <= FIRST_STATUS_GRACE_MS ? left : undefined;
 }
 
 /**

@@ -176,6 +176,13 @@ describe('reconcileSession orchestration', () => {
       expect((h.writer.objectWrites()[0]?.body as { phase?: string }).phase).toBe('Provisioning');
     });
 
+    it('does not wait when the Pod looks born in the future (this clock is behind the apiserver\'s)', async () => {
+      const h = harness();
+      h.writer.appliedAt = new Date(NOW.getTime() + 60_000);
+      await h.run();
+      expect(targets(h.writer.objectWrites())).toContain(`patch-status ChallengeSession ${NAME}`);
+    });
+
     it('writes at once what is news: a Pod the scheduler cannot place', async () => {
       const h = harness();
       h.writer.appliedAt = NOW;
