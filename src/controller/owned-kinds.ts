@@ -95,8 +95,8 @@ const POD_CONDITIONS = new Set(['PodScheduled', 'Ready']);
 
 /**
  * What podVerdict reads of a Pod: its phase and reason, the PodScheduled and Ready conditions,
- * and the containers that are waiting (with the kubelet's reason), and when it was created; no
- * spec, addresses, images, other timestamps, or containers that are running.
+ * and the containers that are waiting (with the kubelet's reason); no spec, addresses, images,
+ * timestamps, or containers that are running.
  */
 function podEssentials(pod: Owned): Owned {
   const status = (pod as V1Pod).status;
@@ -115,11 +115,7 @@ function podEssentials(pod: Owned): Owned {
     containerStatuses: waiting(status.containerStatuses),
     initContainerStatuses: waiting(status.initContainerStatuses),
   };
-  const metadata = essentialMetadata(pod.metadata);
-  // When it was created: a new session's first status waits a moment for a Pod that is starting.
-  const born: unknown = pod.metadata?.creationTimestamp;
-  if (born !== undefined) metadata.creationTimestamp = (typeof born === 'string' ? sharedStrings.share(born) : born) as Date;
-  return { metadata, ...(slim ? { status: slim } : {}) };
+  return { metadata: essentialMetadata(pod.metadata), ...(slim ? { status: slim } : {}) };
 }
 
 const core = (plural: string) => (ns: string) => `/api/v1/namespaces/${ns}/${plural}`;

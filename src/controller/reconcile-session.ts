@@ -15,9 +15,8 @@ import { computeStatus, routeRefs, statusPatch, type PublicAccess, type StatusIn
 import { desiredRoutes, unroutablePorts, type GatewayOptions, type RouteObject } from '../reconcile/routes.js';
 import { hostIdentity, publicHost } from '../reconcile/public-host.js';
 import { claimedAt, isPoolSession, isUnclaimedPool, sameOwner, sessionOwner } from '../api/session.js';
-import { CONDITION_PROVISIONED, CONDITION_READY, EventReason, Reason } from '../reconcile/reasons.js';
+import { EventReason, Reason } from '../reconcile/reasons.js';
 import { withSpecHash } from '../reconcile/children.js';
-import { childNames } from '../reconcile/names.js';
 import { flagForSession } from '../flags/derive.js';
 import { OWNED_KINDS, type ChildCaches, type DesiredInput, type Owned, type OwnedCacheName } from './owned-kinds.js';
 import { admissionGate, type QueueSettings } from './admission-gate.js';
@@ -59,12 +58,6 @@ const UNCLAIMED_RECHECK_MS = 3_600_000;
 /** How soon to look again at a child that still belongs to an earlier session of the same name. */
 const FOREIGN_CHILD_RETRY_MS = 1_000;
 
-/**
- * How long a new session's first status waits for its Pod to start (see quietStartMs): a Pod
- * that starts within it takes its session from no status to Running in one status write.
- */
-export const FIRST_STATUS_GRACE_MS = 3_000;
-
 type Problem = NonNullable<StatusInput['challengeProblem']>;
 
 export async function reconcileSession(ctx: ReconcileContext, name: string): Promise<ReconcileOutcome> {
@@ -96,8 +89,7 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   if (!waiting && expiresAt && expiresAt.getTime() <= now.getTime()) {
     return endSession(ctx, session, EventReason.Expired, `Session expired at ${expiresAt.toISOString()}`, 'expired');
   }
-  // Provisioned: a snapshot recorded, or children made by a pass whose status is not written yet.
-  if (!chal && (provisionedFromOf(session) || hasOwnPod(ctx, session))) {
+  if (!chal && provisionedFromOf(session)) {
     return endSession(ctx, session, EventReason.ChallengeDeleted, `Challenge ${session.spec.challenge} was deleted`, 'challenge_deleted');
   }
   let untilExpiry = expiresAt ? msUntil(expiresAt, now) : UNCLAIMED_RECHECK_MS;
@@ -154,41 +146,13 @@ export async function reconcileSession(ctx: ReconcileContext, name: string): Pro
   }
   recordCreated(ctx, session, children.created, input.policy.droppedCidrs);
 
-  const next = computeStatus(status({
+  await writeStatus(ctx, session, computeStatus(status({
     pod: children.current.pods,
     service: children.current.services,
     droppedCidrs: input.policy.droppedCidrs,
     routing: routing(ctx, session, eff.runtime, routes),
-  }));
-  const quiet = quietStartMs(session, next, children.current.pods, admittedAt, now);
-  if (quiet !== undefined) return { requeueAfterMs: Math.min(untilExpiry, quiet) };
-  await writeStatus(ctx, session, next);
+  })));
   return { requeueAfterMs: untilExpiry };
-}
-
-/**
- * A session that has no status yet, whose Pod was just created and is simply starting, writes no
- * "Provisioning" status for the first FIRST_STATUS_GRACE_MS of the Pod's life: if the Pod starts
- * in that time, one write takes the session to Running (a spawn's path to Running is written
- * three times by the engine besides its objects: two status writes and an Event; this makes it
- * one write less on most spawns). Returns how long to wait before writing anyway, or undefined
- * to write now. Players see Pending until then, as before the first pass. Not held back: a
- * session that already has a status, one whose admission from the queue must be recorded, and
- * any other verdict (unschedulable, pulling an image, failed), which is news worth a write.
- * Decided from what is observed and the clock alone, so it holds across restarts.
- */
-function quietStartMs(session: ChallengeSession, next: ReturnType<typeof computeStatus>, pod: Owned | undefined, admittedAt: string | undefined, now: Date): number | undefined {
-  if (session.status || admittedAt !== undefined || next.phase !== 'Provisioning') return undefined;
-  const conditions = next.conditions ?? [];
-  if (conditions.some((c) => c.type === CONDITION_READY && c.reason !== Reason.Provisioning)) return undefined;
-  if (conditions.some((c) => c.type === CONDITION_PROVISIONED && c.reason !== Reason.Provisioned)) return undefined;
-  const born = pod?.metadata?.creationTimestamp;
-  const bornMs = born instanceof Date ? born.getTime() : typeof born === 'string' ? Date.parse(born) : Number.NaN;
-  if (Number.isNaN(bornMs)) return undefined;
-  const left = bornMs + FIRST_STATUS_GRACE_MS - now.getTime();
-  // More than the grace left means this clock is behind the apiserver's: write rather than wait
-  // for the clocks to agree.
-  return left > 0 && left <= FIRST_STATUS_GRACE_MS ? left : undefined;
 }
 
 /**
@@ -276,11 +240,6 @@ async function ensureChildren(ctx: ReconcileContext, input: DesiredInput): Promi
     }
   }
   return pass;
-}
-
-function hasOwnPod(ctx: ReconcileContext, session: ChallengeSession): boolean {
-  const pod = ctx.children.pods?.get(`${ctx.caches.namespace}/${childNames(session.metadata.name).pod}`);
-  return pod !== undefined && ownedBy(pod, session.metadata.uid);
 }
 
 function ownedBy(obj: Owned, uid: string | undefined): boolean {

@@ -139,14 +139,8 @@ export class RecordingWriter implements Writer {
    
   async apply<T extends KubernetesObject>(obj: T): Promise<T> {
     this.record({ verb: 'apply', target: `${obj.kind} ${obj.metadata?.name}`, body: obj });
-    const answer = structuredClone(obj);
-    // As the apiserver stamps an object it creates (only when a test sets the time).
-    if (this.appliedAt && answer.metadata && !answer.metadata.creationTimestamp) answer.metadata.creationTimestamp = this.appliedAt;
-    return answer;
+    return structuredClone(obj);
   }
-
-  /** The creationTimestamp an apply answer carries; unset: answers carry none. */
-  appliedAt: Date | undefined;
 
    
   async createSession(namespace: string, body: object): Promise<unknown> {

@@ -55,12 +55,4 @@ describe('what the child caches keep', () => {
     expect(trimmed).not.toHaveProperty('spec');
     expect(trimmed.metadata?.labels).toEqual({ [LABEL_SESSION]: 's-a-0' });
   });
-
-  it('keeps when a Pod was created, as a new session\'s first status reads it, and not of other kinds', () => {
-    const pod = { ...withMetadata({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 's-a-0', namespace: 'ctf' } }) };
-    const watched = JSON.parse(JSON.stringify(pod)) as Owned; // as a watch delivers it: a string
-    expect(kind('pods').trim(watched).metadata?.creationTimestamp).toBe('2030-01-01T10:00:00.000Z');
-    const svc = withMetadata({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's-a-0', namespace: 'ctf' } });
-    expect(kind('services').trim(svc).metadata).not.toHaveProperty('creationTimestamp');
-  });
 });

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { FIRST_STATUS_GRACE_MS, reconcileSession, type ReconcileContext } from '../../../src/controller/reconcile-session.js';
+import { reconcileSession, type ReconcileContext } from '../../../src/controller/reconcile-session.js';
 import { OWNED_KINDS, type Owned } from '../../../src/controller/owned-kinds.js';
 import { createRecorder } from '../../../src/kube/recorder.js';
 import { createMetrics } from '../../../src/metrics.js';
@@ -64,7 +64,6 @@ function harness(opts: HarnessOptions = {}) {
       if (w.verb === 'apply') {
         const obj = structuredClone(w.body) as Owned & { status?: object };
         if (obj.kind === 'Pod' && extra.podStatus) obj.status = extra.podStatus;
-        if (writer.appliedAt && obj.metadata && !obj.metadata.creationTimestamp) obj.metadata.creationTimestamp = writer.appliedAt;
         const kind = OWNED_KINDS.find((k) => k.kind === obj.kind);
         if (kind) all[kind.cache].put({ ...obj, metadata: { ...obj.metadata, namespace: NAMESPACE } });
       }
@@ -131,78 +130,6 @@ describe('reconcileSession orchestration', () => {
     expect(targets(h.writer.objectWrites())).toEqual([`patch-status ChallengeSession ${NAME}`]);
     expect((h.writer.objectWrites()[0]?.body as { phase?: string }).phase).toBe('Running');
     expect(h.writer.events()).toEqual([]);
-  });
-
-  describe('the first status waits a moment for a Pod that is starting', () => {
-    const later = (ms: number) => () => new Date(NOW.getTime() + ms);
-
-    it('writes the children but no status while the new Pod is younger than the grace, then one status for Running', async () => {
-      const h = harness();
-      h.writer.appliedAt = NOW;
-      const out = await h.run();
-      await flush();
-      expect(targets(h.writer.objectWrites())).toEqual([
-        `apply Secret ${names.secret}`,
-        `apply NetworkPolicy ${names.networkPolicy}`,
-        `apply Service ${names.service}`,
-        `apply Pod ${names.pod}`,
-      ]);
-      expect(h.writer.events().map((e) => (e.body as { reason: string }).reason)).toEqual(['Created']);
-      expect(out.requeueAfterMs).toBe(FIRST_STATUS_GRACE_MS);
-      // The Pod's own events look again within the grace: still starting, still nothing written.
-      h.settle();
-      h.ctx.now = later(1_000);
-      expect((await h.run()).requeueAfterMs).toBe(FIRST_STATUS_GRACE_MS - 1_000);
-      expect(h.writer.writes).toEqual([]);
-      const key = `${NAMESPACE}/${names.pod}`;
-      const pod = h.children.pods.get(key);
-      h.children.pods.put({ ...pod, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } } as Owned);
-      await h.run();
-      expect(targets(h.writer.objectWrites())).toEqual([`patch-status ChallengeSession ${NAME}`]);
-      const status = h.writer.objectWrites()[0]?.body as { phase?: string; provisionedFrom?: unknown; startedAt?: string };
-      expect(status.phase).toBe('Running');
-      expect(status.provisionedFrom).toBeDefined();
-      expect(status.startedAt).toBeDefined();
-    });
-
-    it('writes Provisioning once the grace is over and the Pod is still starting', async () => {
-      const h = harness();
-      h.writer.appliedAt = NOW;
-      await h.run();
-      h.settle();
-      h.ctx.now = later(FIRST_STATUS_GRACE_MS);
-      await h.run();
-      expect(targets(h.writer.objectWrites())).toEqual([`patch-status ChallengeSession ${NAME}`]);
-      expect((h.writer.objectWrites()[0]?.body as { phase?: string }).phase).toBe('Provisioning');
-    });
-
-    it('does not wait when the Pod looks born in the future (this clock is behind the apiserver\'s)', async () => {
-      const h = harness();
-      h.writer.appliedAt = new Date(NOW.getTime() + 60_000);
-      await h.run();
-      expect(targets(h.writer.objectWrites())).toContain(`patch-status ChallengeSession ${NAME}`);
-    });
-
-    it('writes at once what is news: a Pod the scheduler cannot place', async () => {
-      const h = harness();
-      h.writer.appliedAt = NOW;
-      await h.run();
-      h.settle({ podStatus: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes are available: 1 Insufficient cpu.' }] } });
-      await h.run();
-      expect(targets(h.writer.objectWrites())).toEqual([`patch-status ChallengeSession ${NAME}`]);
-      const ready = (h.writer.objectWrites()[0]?.body as { conditions?: { type: string; reason: string }[] }).conditions?.find((c) => c.type === 'Ready');
-      expect(ready?.reason).toBe(Reason.Unschedulable);
-    });
-
-    it('ends a session whose Challenge is deleted before its first status, as it would with a snapshot', async () => {
-      const h = harness();
-      h.writer.appliedAt = NOW;
-      await h.run();
-      h.settle();
-      h.mem.challenges.remove(webChallenge());
-      await h.run();
-      expect(targets(h.writer.objectWrites())).toEqual([`delete ChallengeSession ${NAME}`]);
-    });
   });
 
   it('re-applies a child whose spec hash differs, and never updates the Pod', async () => {
