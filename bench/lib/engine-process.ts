@@ -4,7 +4,7 @@ import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { REPO_ROOT, freePort } from '../../scripts/lib/control-plane.js';
-import { ENGINE_NODE_FLAGS } from '../../scripts/lib/engine-command.js';
+import { ENGINE_ENV, ENGINE_NODE_FLAGS } from '../../scripts/lib/engine-command.js';
 
 /**
  * The engine as a child process: `node dist/main.js` (built once by the runner) with its
@@ -61,7 +61,9 @@ export class EngineProcess {
 
   async start(): Promise<void> {
     this.port = await freePort();
+    // The environment the engine ships with, unless this process's says otherwise (to compare).
     const env = {
+      ...ENGINE_ENV,
       ...process.env,
       KUBECONFIG: this.o.kubeconfig,
       CTF_NAMESPACE: this.o.namespace,

