@@ -21,8 +21,9 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE}
 WORKDIR /app
+ENV NODE_ENV=production
 # glibc malloc arenas: see ENGINE_ENV in scripts/lib/engine-command.ts.
-ENV NODE_ENV=production MALLOC_ARENA_MAX=2
+ENV MALLOC_ARENA_MAX=2
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # package.json carries "type": "module", which dist/*.js needs.
