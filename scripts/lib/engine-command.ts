@@ -18,8 +18,9 @@
 export const ENGINE_NODE_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=20'] as const;
 
 /**
- * The environment the engine ships with, beside the flags (the image's ENV, `npm start`, the
- * benchmarks' engine; the same unit test checks them).
+ * The environment the engine ships with, beside the flags (the image's ENV, one variable a line;
+ * the image built without Docker; `npm start`; the benchmarks' engine; the same unit test checks
+ * them).
  *
  * - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates under contention its own malloc
  *   arena, up to 8 per core, and freed memory stays in the arena it came from. Node's threads

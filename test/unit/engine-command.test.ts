@@ -14,7 +14,8 @@ describe('the engine command', () => {
   it('in the Dockerfile', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1];
     expect(cmd && (JSON.parse(cmd) as string[])).toEqual(expected);
-    const env = [...read('Dockerfile').matchAll(/^ENV (.*)$/gm)].flatMap((m) => (m[1] ?? '').split(' '));
+    // One KEY=VALUE per ENV line, as the image test (test/e2e/deployment.e2e.ts) reads them.
+    const env = [...read('Dockerfile').matchAll(/^ENV (.+)$/gm)].map((m) => (m[1] ?? '').trim());
     expect(env).toEqual(expect.arrayContaining(envWords));
   });
 
