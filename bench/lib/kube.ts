@@ -167,6 +167,8 @@ export class Observer {
   readonly phaseAt = new Map<string, Map<string, number>>();
   readonly deletedAt = new Map<string, number>();
   readonly last = new Map<string, WatchedObject>();
+  /** For the names passed to trackStatus: how many different statuses the watch has shown. */
+  private readonly statuses = new Map<string, { seen: number; last: string }>();
   private abort: AbortController | undefined;
   private waiters: { check: () => boolean; resolve: () => void }[] = [];
   private failed: Error | undefined;
@@ -240,6 +242,11 @@ export class Observer {
     } else {
       if (!this.firstSeen.has(name)) this.firstSeen.set(name, now);
       this.last.set(name, obj);
+      const tracked = this.statuses.get(name);
+      if (tracked && obj.status !== undefined) {
+        const text = JSON.stringify(obj.status);
+        if (text !== tracked.last) this.statuses.set(name, { seen: tracked.seen + 1, last: text });
+      }
       for (const phase of this.phasesOf(obj)) {
         let m = this.phaseAt.get(name);
         if (!m) this.phaseAt.set(name, (m = new Map<string, number>()));
@@ -247,6 +254,19 @@ export class Observer {
       }
     }
     if (this.waiters.length > 0) this.waiters = this.waiters.filter((w) => (w.check() ? (w.resolve(), false) : true));
+  }
+
+  /**
+   * Counts the status versions of `name` from now on: each is one status write by its only
+   * writer (the engine), so a session's status writes can be told from everything else.
+   */
+  trackStatus(name: string): void {
+    if (!this.statuses.has(name)) this.statuses.set(name, { seen: 0, last: '' });
+  }
+
+  /** Status versions of a tracked object seen so far. */
+  statusVersions(name: string): number {
+    return this.statuses.get(name)?.seen ?? 0;
   }
 
   /** The first time `name` was seen in `phase`. */

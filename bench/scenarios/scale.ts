@@ -25,6 +25,8 @@ interface Restart {
   /** Engine writes during the resync, the probe session's own provisioning excluded. */
   writes: Record<string, number>;
   engineWrites: number;
+  /** What the probe itself cost, taken off engineWrites. */
+  probeWrites: number;
   rssMB: number;
   cpu: CpuUsage;
 }
@@ -49,7 +51,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
   const restarts: Restart[] = [];
   const tables: Table[] = [];
   let provisionS = Number.NaN;
-  let probeWrites = 0;
+  let calibration = { writes: 0, statusWrites: 0 };
   try {
     await engine.start();
     await engine.waitReady();
@@ -67,8 +69,8 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
     await waitForQuiet(ctx.cluster, pick(ctx, 3_000, 2_000), 120_000, isEngineWrite);
     // What provisioning one session writes, so the probe's own writes can be told apart from
     // resync writes after a restart.
-    probeWrites = await calibrate(ctx, observer, ns, n);
-    ctx.log(`  one session costs ${probeWrites} engine writes to provision`);
+    calibration = await calibrate(ctx, observer, ns, n);
+    ctx.log(`  one session costs ${calibration.writes} engine writes to provision, ${calibration.statusWrites} of them status writes`);
 
     for (let i = 0; i < ctx.runs; i++) {
       idles.push(await idleWindow(ctx, engine, idleSeconds));
@@ -76,7 +78,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
       ctx.log(`  idle ${i + 1}/${ctx.runs}: CPU ${last.cpuPercent.toFixed(2)}% over ${idleSeconds} s, RSS ${last.rssMB.toFixed(0)} MB, ${last.writes} engine writes`);
     }
     for (let i = 0; i < ctx.runs; i++) {
-      const r = await restart(ctx, engine, observer, ns, n, i, probeWrites);
+      const r = await restart(ctx, engine, observer, ns, n, i, calibration.writes - calibration.statusWrites);
       engine = r.engine;
       restarts.push(r.result);
       ctx.log(`  restart ${i + 1}/${ctx.runs}: resync ${r.result.resyncS.toFixed(2)} s (caches ${r.result.cachesSyncedS.toFixed(2)} s, controller ${r.result.controllerStartedS.toFixed(2)} s, pass ${r.result.passDoneS.toFixed(2)} s, probe Running ${r.result.probeRunningS.toFixed(2)} s), ${r.result.engineWrites} writes, RSS ${r.result.rssMB.toFixed(0)} MB`);
@@ -98,7 +100,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
       `Sessions are created directly (concurrency 50) across ${dynamic.length} dynamic-flag challenges; the engine (\`node dist/main.js\`) provisions them: ${n} sessions, ${4 * n} children. Created and all Running after ${Number.isFinite(provisionS) ? provisionS.toFixed(1) : 'n/a'} s.`,
       'RSS: VmRSS of the engine process from /proc, at the end of each idle window and after each restart\'s resync. Idle CPU: utime + stime from /proc/<pid>/stat over the window, as a share of one core.',
       'Resync after restart: SIGKILL, start again, create a probe session at once (named to sort after every other session, so the initial pass reaches it last). Resync ends at the latest of: the reconcile counter on the engine\'s /metrics reaching the number of sessions with an empty queue, the probe seen Running, and the last change of the apiserver\'s engine-write counter (sampled every second). "Caches synced" and "Controller started" are the engine\'s own log lines, timed from the process start.',
-      `Resync writes: engine writes counted from the kill until the end of the resync, less ${probeWrites}, what provisioning one session (a calibration session, alone on the idle engine) cost.`,
+      `Resync writes: engine writes counted from the kill until the end of the resync, less what provisioning the probe cost: the ${calibration.writes - calibration.statusWrites} writes besides status that a calibration session (alone on the idle engine) cost (${calibration.writes} in all, ${calibration.statusWrites} status writes), plus the probe's own status writes, counted as the status versions a watch saw (two or three, as the engine saw its Pod's steps).`,
     ],
     figures: [
       figure('scale.provision_rate', 'provisioning throughput (create to all Running)', 'sessions/s', [n / provisionS]),
@@ -125,7 +127,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioResult> 
         : []),
       ...tables,
     ],
-    details: { idles, restarts, provisionSeconds: provisionS, probeWrites },
+    details: { idles, restarts, provisionSeconds: provisionS, calibration },
     failures: [],
     seconds: 0,
   };
@@ -144,16 +146,21 @@ async function idleWindow(ctx: BenchContext, engine: EngineProcess, windowS: num
   return { cpuPercent: ((cpu1 - cpu0) / elapsed) * 100, rssMB: (await engine.rssBytes()) / MB, writes: sum(writesBetween(before, after), isEngineWrite) };
 }
 
-async function calibrate(ctx: BenchContext, observer: Observer, ns: string, n: number): Promise<number> {
+/**
+ * What provisioning one session alone costs besides its status writes, which vary with timing
+ * (a status for each step the engine saw the Pod take: two or three on this machine).
+ */
+async function calibrate(ctx: BenchContext, observer: Observer, ns: string, n: number): Promise<{ writes: number; statusWrites: number }> {
   const before = await scrape(ctx.cluster);
   const name = 'zz-calibration';
+  observer.trackStatus(name);
   await createSessionDirect(ctx.kube, ns, name, challengeDocs()[0]?.metadata.name ?? 'pwn-echo', userName(n + 100), Date.now() + 3_600_000);
   if (!(await observer.until(() => observer.when(name, 'Running') !== undefined, 120_000))) throw new Error('the calibration session did not reach Running');
   await waitForQuiet(ctx.cluster, pick(ctx, 3_000, 2_000), 60_000, isEngineWrite);
-  return sum(writesBetween(before, await scrape(ctx.cluster)), isEngineWrite);
+  return { writes: sum(writesBetween(before, await scrape(ctx.cluster)), isEngineWrite), statusWrites: observer.statusVersions(name) };
 }
 
-async function restart(ctx: BenchContext, old: EngineProcess, observer: Observer, ns: string, n: number, i: number, probeWrites: number): Promise<{ engine: EngineProcess; result: Restart }> {
+async function restart(ctx: BenchContext, old: EngineProcess, observer: Observer, ns: string, n: number, i: number, probeOtherWrites: number): Promise<{ engine: EngineProcess; result: Restart }> {
   await old.kill();
   const before = await scrape(ctx.cluster);
   const engine = engineFor(ctx, ns, 'scale-engine', { env: { LOG_LEVEL: 'info' } });
@@ -161,6 +168,7 @@ async function restart(ctx: BenchContext, old: EngineProcess, observer: Observer
   const meter = cpuMeter(ctx, engine);
   const t0 = engine.startedAt;
   const probe = `zz-probe-${i + 1}`;
+  observer.trackStatus(probe);
   await createSessionDirect(ctx.kube, ns, probe, challengeDocs()[0]?.metadata.name ?? 'pwn-echo', userName(n + i), Date.now() + 3_600_000);
   const caches = await engine.milestone('Caches synced', 300_000);
   const controller = await engine.milestone('Controller started', 300_000);
@@ -194,6 +202,8 @@ async function restart(ctx: BenchContext, old: EngineProcess, observer: Observer
   const cpu = meter.stop();
   const probeAt = observer.when(probe, 'Running') as number;
   const writes = new Map([...writesBetween(before, after)].filter(([k]) => isEngineWrite(k)));
+  // The probe's own cost: what the calibration wrote besides status, and the statuses it got.
+  const probeWrites = probeOtherWrites + observer.statusVersions(probe);
   const engineWrites = Math.max(0, sum(writes) - probeWrites);
   const end = Math.max(passDone, probeAt, lastWrite);
   return {
@@ -208,6 +218,7 @@ async function restart(ctx: BenchContext, old: EngineProcess, observer: Observer
       reconciles,
       writes: toRecord(writes),
       engineWrites,
+      probeWrites,
       rssMB: (await engine.rssBytes()) / MB,
       cpu,
     },
