@@ -32,4 +32,4 @@ COPY package.json ./
 USER 65532:65532
 EXPOSE 8080
 # V8 heap flags: see scripts/lib/engine-command.ts.
-CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=20", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=8", "--heap-growing-percent=20", "dist/main.js"]

@@ -90,7 +90,7 @@ umoci config --image "$oci:build" --created "$EPOCH" --history.created "$EPOCH" 
   --config.user 65532:65532 --config.workingdir /app \
   --config.env NODE_ENV=production --config.env MALLOC_ARENA_MAX=2 --config.env PATH=/usr/local/bin:/usr/bin:/bin \
   --config.exposedports 8080/tcp \
-  --config.cmd node --config.cmd --max-semi-space-size=4 --config.cmd --heap-growing-percent=20 --config.cmd dist/main.js \
+  --config.cmd node --config.cmd --max-semi-space-size=8 --config.cmd --heap-growing-percent=20 --config.cmd dist/main.js \
   --os linux --architecture amd64
 manifest=$(node -e '
   const fs = require("node:fs");
