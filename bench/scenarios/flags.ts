@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { REPO_ROOT } from '../../scripts/lib/control-plane.js';
 import { parseKey, rejectedBetween, scrape, writesBetween, type MetricsSnapshot } from '../lib/apiserver-metrics.js';
 import { cleanupNamespace, cpuMeter, engineFor, issueTokens, pick, prepareNamespace, userName, type BenchContext } from '../lib/context.js';
@@ -6,6 +7,7 @@ import { metricSum, type EngineProcess } from '../lib/engine-process.js';
 import { challengeDocs, createSessionDirect, Observer, pool } from '../lib/kube.js';
 import { cpuColumns, cpuRow, type CpuUsage } from '../lib/cpu.js';
 import { runLoad } from '../lib/load.js';
+import { runPaced } from '../lib/paced-load.js';
 import { monotonicMicros, profileTables, summarizeProfiles, type Window } from '../lib/profile.js';
 import type { ScenarioResult, Table } from '../lib/report.js';
 import { distribution, figure, type Distribution } from '../lib/stats.js';
@@ -44,6 +46,25 @@ interface Phase {
   cpu: CpuUsage;
 }
 
+/** Mixed flags at a fixed offered rate (open loop), latency timed from when each was due. */
+interface PacedPhase {
+  run: number;
+  offered: number;
+  rps: number;
+  latency: Distribution;
+  completed: number;
+  errors: number;
+  mismatches: number;
+  non200: number;
+  maxBacklog: number;
+  serverCpuPercent: number;
+  loadCpuPercent: number;
+  /** The event loops' delays over the phase: the API's (its own metric) and the load generator's. */
+  apiLoopLagP99Ms: number;
+  loadLoopDelayP99Ms: number;
+  loadLoopDelayMaxMs: number;
+}
+
 interface Target {
   session: string;
   challenge: string;
@@ -56,6 +77,7 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
   const users = sessions / 2;
   const connections = pick(ctx, 50, 20);
   const phaseSeconds = pick(ctx, 10, 2);
+  const pacedRate = pick(ctx, 10_000, 5_000);
   const ns = 'bench-flags';
   // BENCH_FLAG_MIXES=wrong (say) runs only some mixes, e.g. to profile one path by itself.
   const mixes = (process.env.BENCH_FLAG_MIXES ?? 'mixed,wrong,right').split(',').filter((m): m is Mix => m === 'mixed' || m === 'wrong' || m === 'right');
@@ -64,6 +86,7 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
   const engine = engineFor(ctx, ns, 'flags-server', { tsxEntry: join(REPO_ROOT, 'bench', 'flag-server.ts') });
   const observer = Observer.sessions(ctx.kube, ns);
   const phases: Phase[] = [];
+  const paced: PacedPhase[] = [];
   const tables: Table[] = [];
   try {
     await engine.start();
@@ -90,6 +113,11 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
         phases.push(p);
         ctx.log(`  run ${run + 1}/${ctx.runs} ${mix}: ${Math.round(p.rps)} req/s, p99 ${p.latency.p99.toFixed(2)} ms, ${p.solveWrites} solve writes (${p.statusWrites} status patches in all), ${p.mismatches} wrong answers`);
       }
+      if (mixes.includes('mixed')) {
+        const p = await pacedPhase(engine, tokens, targets, connections, pacedRate, phaseSeconds, run);
+        paced.push(p);
+        ctx.log(`  run ${run + 1}/${ctx.runs} mixed at ${pacedRate} req/s offered: ${Math.round(p.rps)} req/s, p99 ${p.latency.p99.toFixed(2)} ms from the due time, backlog max ${p.maxBacklog}, ${p.mismatches} wrong answers`);
+      }
     }
     const solved = specs.filter((s) => observer.last.get(s.name)?.status?.solved).length;
     tables.push({
@@ -102,6 +130,13 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
       columns: ['run', 'mix', ...cpuColumns()],
       rows: phases.map((p) => [p.run + 1, p.mix, ...cpuRow(p.cpu)]),
     });
+    if (paced.length > 0) {
+      tables.push({
+        title: `Mixed flags at ${pacedRate.toLocaleString('en-US')} req/s offered (open loop, ${connections} connections)`,
+        columns: ['run', 'offered', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'answered', 'errors', 'non-200', 'wrong answers', 'most waiting for a connection', 'API CPU %', 'load generator CPU %', 'API event-loop delay p99 ms', 'load generator event-loop delay p99 / max ms'],
+        rows: paced.map((p) => [p.run + 1, p.offered, p.rps, p.latency.p50, p.latency.p90, p.latency.p99, p.latency.max, p.completed, p.errors, p.non200, p.mismatches, p.maxBacklog, p.serverCpuPercent, p.loadCpuPercent, p.apiLoopLagP99Ms, `${p.loadLoopDelayP99Ms.toFixed(1)} / ${p.loadLoopDelayMaxMs.toFixed(1)}`]),
+      });
+    }
     const of = (mix: Mix) => phases.filter((p) => p.mix === mix);
     const total = (f: (p: Phase) => number) => phases.reduce((n, p) => n + f(p), 0);
     const newlySolved = total((p) => p.newlySolved);
@@ -118,10 +153,17 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
         `Solve writes: ${rightSent} right flags were sent in all and ${newlySolved} sessions became solved (${solved} of ${sessions} in the end); the API recorded ${total((p) => p.solveWrites)} solves (its challenge_engine_solves_total, one status write each; one per newly solved session expected). The apiserver counted ${total((p) => p.statusWrites)} session status patches from all clients, the controller's included, and refused ${refused} more (a concurrent submission for the same session had written first). Solve writes beyond one per newly solved session: ${repeatWrites} (0 expected).`,
         'Before the measured phases, 2 s of wrong flags warm the API up (JIT compilation, connections); they are not counted.',
         'Session GETs: reads of ChallengeSession objects the apiserver served during the phase (the engine reads the session live before recording a solve).',
+        `Full speed (the three mixes): autocannon, closed loop: each of the ${connections} connections sends its next request as soon as the last is answered, so the server is saturated and the mean latency is the number of connections over the throughput (Little's law); these phases measure throughput. At ${pacedRate.toLocaleString('en-US')} req/s offered (bench/lib/paced-load.ts): request i is due at start + i / rate and goes out on the first free one of ${connections} keep-alive connections; its latency is timed from when it was due, so waiting for a connection counts (no coordinated omission); the first second at that rate opens the connections and is not counted. This phase measures latency at the target rate, after the mixed phase of the same run (those sessions already solved).`,
       ],
       figures: [
         figure('flags.mixed_rps', 'mixed right/wrong: throughput', 'req/s', of('mixed').map((p) => p.rps), { op: '>=', value: 10_000, text: '>= 10,000 req/s' }),
-        figure('flags.mixed_p99_ms', 'mixed right/wrong: latency p99', 'ms', of('mixed').map((p) => p.latency.p99), { op: '<', value: 10, text: '< 10 ms' }),
+        figure('flags.mixed_p99_ms', 'mixed right/wrong: latency p99 (closed loop, at full speed)', 'ms', of('mixed').map((p) => p.latency.p99)),
+        ...(paced.length > 0
+          ? [
+              figure('flags.paced_rps', `mixed at ${pacedRate.toLocaleString('en-US')} req/s offered: throughput`, 'req/s', paced.map((p) => p.rps)),
+              figure('flags.paced_p99_ms', `mixed at ${pacedRate.toLocaleString('en-US')} req/s offered: latency p99 (from the due time)`, 'ms', paced.map((p) => p.latency.p99), { op: '<', value: 10, text: '< 10 ms' }),
+            ]
+          : []),
         figure('flags.wrong_rps', 'wrong flags only: throughput', 'req/s', of('wrong').map((p) => p.rps)),
         figure('flags.wrong_p99_ms', 'wrong flags only: latency p99', 'ms', of('wrong').map((p) => p.latency.p99)),
         figure('flags.right_rps', 'right flags only (already solved): throughput', 'req/s', of('right').map((p) => p.rps)),
@@ -134,6 +176,7 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
       failures: [
         ...phases.filter((p) => p.mismatches > 0).map((p) => `run ${p.run + 1} ${p.mix}: ${p.mismatches} flags judged wrongly`),
         ...phases.filter((p) => p.non200 > 0).map((p) => `run ${p.run + 1} ${p.mix}: ${p.non200} answers other than 200`),
+        ...paced.filter((p) => p.mismatches > 0 || p.non200 > 0 || p.errors > 0).map((p) => `run ${p.run + 1} at ${p.offered} offered: ${p.mismatches} flags judged wrongly, ${p.non200} answers other than 200, ${p.errors} errors`),
         ...(repeatWrites > 0 ? [`right flags for solved sessions wrote ${repeatWrites} times`] : []),
       ],
       seconds: 0,
@@ -149,6 +192,59 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
     }
     await cleanupNamespace(ctx, ns);
   }
+}
+
+async function pacedPhase(engine: EngineProcess, tokens: Map<string, string>, targets: Target[], connections: number, rate: number, durationSeconds: number, run: number): Promise<PacedPhase> {
+  let mismatches = 0;
+  let non200 = 0;
+  let k = 0;
+  const cpu0 = await engine.cpuSeconds();
+  const own0 = process.cpuUsage();
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const load = await runPaced({
+    url: engine.baseUrl,
+    connections,
+    ratePerSecond: rate,
+    durationSeconds,
+    warmupSeconds: 1,
+    next: () => {
+      const i = k++;
+      const t = targets[Math.floor(Math.random() * targets.length)] as Target;
+      const right = Math.random() < 0.5;
+      const flag = right ? t.flag : randomFlag(t.flag);
+      const body = i % 2 === 0 ? { sessionId: t.session, flag } : { challenge: t.challenge, flag };
+      return { method: 'POST', path: '/api/flags', headers: { authorization: `Bearer ${tokens.get(t.user) as string}` }, body: JSON.stringify(body), tag: right };
+    },
+    onResponse: (r) => {
+      if (r.status !== 200) {
+        non200++;
+        return;
+      }
+      if ((JSON.parse(r.body) as { correct: boolean }).correct !== r.tag) mismatches++;
+    },
+  });
+  loop.disable();
+  const cpu1 = await engine.cpuSeconds();
+  const own = process.cpuUsage(own0);
+  const em = await engine.metrics();
+  const seconds = load.elapsedMs / 1000;
+  return {
+    run,
+    offered: load.offered,
+    rps: load.completed / seconds,
+    latency: distribution(load.latencies),
+    completed: load.completed,
+    errors: load.errors,
+    mismatches,
+    non200,
+    maxBacklog: load.maxBacklog,
+    serverCpuPercent: ((cpu1 - cpu0) / seconds) * 100,
+    loadCpuPercent: ((own.user + own.system) / 1000 / load.elapsedMs) * 100,
+    apiLoopLagP99Ms: metricSum(em, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+    loadLoopDelayP99Ms: loop.percentile(99) / 1e6,
+    loadLoopDelayMaxMs: loop.max / 1e6,
+  };
 }
 
 function randomFlag(like: string): string {
