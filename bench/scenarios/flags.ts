@@ -6,7 +6,7 @@ import { cleanupNamespace, cpuMeter, engineFor, issueTokens, pick, prepareNamesp
 import { metricSum, type EngineProcess } from '../lib/engine-process.js';
 import { challengeDocs, createSessionDirect, Observer, pool } from '../lib/kube.js';
 import { cpuColumns, cpuRow, type CpuUsage } from '../lib/cpu.js';
-import { runLoad } from '../lib/load.js';
+import { runLoad, type LoadRequest } from '../lib/load.js';
 import { runPaced } from '../lib/paced-load.js';
 import { monotonicMicros, profileTables, summarizeProfiles, type Window } from '../lib/profile.js';
 import type { ScenarioResult, Table } from '../lib/report.js';
@@ -195,8 +195,7 @@ export async function flagsScenario(ctx: BenchContext): Promise<ScenarioResult> 
 }
 
 async function pacedPhase(engine: EngineProcess, tokens: Map<string, string>, targets: Target[], connections: number, rate: number, durationSeconds: number, run: number): Promise<PacedPhase> {
-  let mismatches = 0;
-  let non200 = 0;
+  const answers = { mismatches: 0, non200: 0 };
   let k = 0;
   const cpu0 = await engine.cpuSeconds();
   const own0 = process.cpuUsage();
@@ -208,21 +207,8 @@ async function pacedPhase(engine: EngineProcess, tokens: Map<string, string>, ta
     ratePerSecond: rate,
     durationSeconds,
     warmupSeconds: 1,
-    next: () => {
-      const i = k++;
-      const t = targets[Math.floor(Math.random() * targets.length)] as Target;
-      const right = Math.random() < 0.5;
-      const flag = right ? t.flag : randomFlag(t.flag);
-      const body = i % 2 === 0 ? { sessionId: t.session, flag } : { challenge: t.challenge, flag };
-      return { method: 'POST', path: '/api/flags', headers: { authorization: `Bearer ${tokens.get(t.user) as string}` }, body: JSON.stringify(body), tag: right };
-    },
-    onResponse: (r) => {
-      if (r.status !== 200) {
-        non200++;
-        return;
-      }
-      if ((JSON.parse(r.body) as { correct: boolean }).correct !== r.tag) mismatches++;
-    },
+    next: () => submission(targets, tokens, 'mixed', k++),
+    onResponse: (r) => tallyAnswer(answers, r),
   });
   loop.disable();
   const cpu1 = await engine.cpuSeconds();
@@ -236,8 +222,7 @@ async function pacedPhase(engine: EngineProcess, tokens: Map<string, string>, ta
     latency: distribution(load.latencies),
     completed: load.completed,
     errors: load.errors,
-    mismatches,
-    non200,
+    ...answers,
     maxBacklog: load.maxBacklog,
     serverCpuPercent: ((cpu1 - cpu0) / seconds) * 100,
     loadCpuPercent: ((own.user + own.system) / 1000 / load.elapsedMs) * 100,
@@ -245,6 +230,25 @@ async function pacedPhase(engine: EngineProcess, tokens: Map<string, string>, ta
     loadLoopDelayP99Ms: loop.percentile(99) / 1e6,
     loadLoopDelayMaxMs: loop.max / 1e6,
   };
+}
+
+/**
+ * One submission to a random target: its right flag (always for "right", half the time for
+ * "mixed") or a random one of the same format, in the two request forms by turns. The tag is
+ * whether the flag sent is right.
+ */
+function submission(targets: Target[], tokens: Map<string, string>, mix: Mix, i: number): LoadRequest {
+  const t = targets[Math.floor(Math.random() * targets.length)] as Target;
+  const right = mix === 'right' || (mix === 'mixed' && Math.random() < 0.5);
+  const flag = right ? t.flag : randomFlag(t.flag);
+  const body = i % 2 === 0 ? { sessionId: t.session, flag } : { challenge: t.challenge, flag };
+  return { method: 'POST', path: '/api/flags', headers: { authorization: `Bearer ${tokens.get(t.user) as string}` }, body: JSON.stringify(body), tag: right };
+}
+
+/** Counts an answer that is not a 200, or whose verdict differs from what was sent. */
+function tallyAnswer(tally: { mismatches: number; non200: number }, r: { status: number; body: string; tag: unknown }): void {
+  if (r.status !== 200) tally.non200++;
+  else if ((JSON.parse(r.body) as { correct: boolean }).correct !== r.tag) tally.mismatches++;
 }
 
 function randomFlag(like: string): string {
@@ -276,8 +280,7 @@ async function phase(
   solvedCount: () => number,
 ): Promise<Phase> {
   const solvedBefore = solvedCount();
-  let mismatches = 0;
-  let non200 = 0;
+  const answers = { mismatches: 0, non200: 0 };
   let rightSubmissions = 0;
   let k = 0;
   const before = await scrape(ctx.cluster);
@@ -291,21 +294,10 @@ async function phase(
     connections,
     durationSeconds,
     bodies: true,
-    next: () => {
-      const i = k++;
-      const t = targets[Math.floor(Math.random() * targets.length)] as Target;
-      const right = mix === 'right' || (mix === 'mixed' && Math.random() < 0.5);
-      const flag = right ? t.flag : randomFlag(t.flag);
-      const body = i % 2 === 0 ? { sessionId: t.session, flag } : { challenge: t.challenge, flag };
-      return { method: 'POST', path: '/api/flags', headers: { authorization: `Bearer ${tokens.get(t.user) as string}` }, body: JSON.stringify(body), tag: right };
-    },
+    next: () => submission(targets, tokens, mix, k++),
     onResponse: (r) => {
       if (r.tag === true) rightSubmissions++;
-      if (r.status !== 200) {
-        non200++;
-        return;
-      }
-      if ((JSON.parse(r.body) as { correct: boolean }).correct !== r.tag) mismatches++;
+      tallyAnswer(answers, r);
     },
   });
   const w1 = monotonicMicros();
@@ -325,8 +317,7 @@ async function phase(
     rps: load.tagged / (load.elapsedMs / 1000),
     latency: distribution(load.latencies),
     requests: load.tagged,
-    mismatches,
-    non200,
+    ...answers,
     statusWrites: (writes.get(statusKey) ?? 0) - (rejected.get(statusKey) ?? 0),
     solveWrites: metricSum(em, 'challenge_engine_solves_total') - solvesBefore,
     rejectedStatusWrites: rejected.get(statusKey) ?? 0,

@@ -19,6 +19,8 @@ import { loadSamples } from '../support/invalid-objects.js';
  */
 const cluster = useCluster(import.meta.filename);
 const CAP = 2;
+/** The default lifetime the sample challenge's sessions get (1 h). */
+const LIFETIME_MS = 3_600_000;
 let engine: Engine;
 let app: FastifyInstance;
 const issuer = createTokenIssuer(TEST_TOKEN_SECRET);
@@ -101,7 +103,7 @@ describe('a burst over the engine cap', () => {
     // computed in, so a rewrite at admission is bound to show.
     const firstExpiry = Date.parse(before.metadata.annotations?.[ANNOTATION_EXPIRES_AT] ?? '');
     expect(firstExpiry).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, Math.max(0, firstExpiry - 3_600_000 + 1_100 - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, firstExpiry - LIFETIME_MS + 1_100 - Date.now())));
     const order: string[] = [];
     for (const [stopping, next] of [['q1', 'q3'], ['q2', 'q4'], ['q3', 'q5'], ['q4', 'q6']] as const) {
       await stop(stopping, ids[stopping]!);
@@ -120,7 +122,7 @@ describe('a burst over the engine cap', () => {
     // Its expiry was written again at admission: the default lifetime from admittedAt.
     const expires = Date.parse(after.metadata.annotations?.[ANNOTATION_EXPIRES_AT] ?? '');
     expect(expires).toBeGreaterThan(Date.parse(before.metadata.annotations?.[ANNOTATION_EXPIRES_AT] ?? ''));
-    expect(Math.abs(expires - (Date.parse(admittedAt(after)!) + 3_600_000))).toBeLessThan(1_000);
+    expect(Math.abs(expires - (Date.parse(admittedAt(after)!) + LIFETIME_MS))).toBeLessThan(1_000);
   });
 
   it('cleans up', async () => {
